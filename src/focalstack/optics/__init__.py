@@ -1,0 +1,19 @@
+"""Optics: thin-lens camera model and the differentiable defocus renderer."""
+
+from focalstack.optics.camera import (
+    SIGMA_PER_COC_RADIUS,
+    ThinLens,
+    coc_diameter_m,
+    coc_to_sigma_px,
+    depth_to_sigma_px,
+)
+from focalstack.optics.render import render_stack
+
+__all__ = [
+    "SIGMA_PER_COC_RADIUS",
+    "ThinLens",
+    "coc_diameter_m",
+    "coc_to_sigma_px",
+    "depth_to_sigma_px",
+    "render_stack",
+]
