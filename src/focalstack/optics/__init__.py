@@ -7,6 +7,7 @@ from focalstack.optics.camera import (
     coc_to_sigma_px,
     depth_to_sigma_px,
 )
+from focalstack.optics.forward import render_from_depth
 from focalstack.optics.render import render_stack
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "coc_diameter_m",
     "coc_to_sigma_px",
     "depth_to_sigma_px",
+    "render_from_depth",
     "render_stack",
 ]
