@@ -1,0 +1,191 @@
+"""Classical baselines: depth from focus (DFF) and Laplacian-pyramid focus stacking (no learning).
+
+Depth from focus: a focus measure per slice (squared Laplacian of the grey image, averaged over a
+``window`` x ``window`` box), the per-pixel best slice, and a sub-slice refinement by fitting a parabola
+to the log focus measure of the best slice and its two neighbours (a Gaussian peak model). The fit is
+done in diopters when the focus distances are known (:func:`dff_depth`, metres) and in slice index
+units when only the order is known (:func:`dff_slice_index`).
+
+Functions accept a :class:`~focalstack.data.stack.FocalStack` or a bare ``(S, C, H, W)`` image tensor
+(then ``focus_m`` is passed separately). Device and dtype follow the images.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import kornia
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from focalstack.data.stack import FocalStack
+
+#: Floor on the focus measure before taking its log (flat regions).
+_FM_EPS = 1e-10
+
+
+def _unpack(
+    stack: FocalStack | torch.Tensor, focus_m: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(images (S, C, H, W), focus_m (S,) float64 or None) from a FocalStack or a tensor."""
+    if isinstance(stack, torch.Tensor):
+        images = stack
+    else:
+        images = stack.images
+        focus_m = stack.focus_m if focus_m is None else focus_m
+    if images.dim() != 4 or images.shape[0] < 2 or images.shape[1] not in (1, 3):
+        shape = tuple(images.shape)
+        raise ValueError(f"expected a stack of >= 2 images (S, C, H, W) with C in (1, 3), got {shape}")
+    if focus_m is not None:
+        focus_m = torch.as_tensor(focus_m, dtype=torch.float64, device=images.device).flatten()
+        if focus_m.numel() != images.shape[0]:
+            raise ValueError(f"{focus_m.numel()} focus distances for {images.shape[0]} slices")
+        if not torch.isfinite(focus_m).all() or (focus_m <= 0).any():
+            raise ValueError("focus distances must be finite and > 0 metres")
+        if torch.unique(focus_m).numel() != focus_m.numel():
+            raise ValueError(f"focus distances must be distinct, got {focus_m.tolist()}")
+    return images, focus_m
+
+
+def _check_window(window: int) -> None:
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be an odd number of pixels >= 1, got {window}")
+
+
+def focus_measure(images: torch.Tensor, *, window: int = 9) -> torch.Tensor:
+    """Per-slice sharpness: the squared Laplacian of the grey image, box-averaged over ``window``.
+
+    Args:
+        images: (S, C, H, W) stack, C = 1 or 3.
+        window: odd averaging window in pixels.
+
+    Returns:
+        (S, H, W) focus measure (>= 0, higher = sharper).
+    """
+    _check_window(window)
+    gray = kornia.color.rgb_to_grayscale(images) if images.shape[1] == 3 else images
+    energy = kornia.filters.laplacian(gray, 3) ** 2
+    return kornia.filters.box_blur(energy, window)[:, 0] if window > 1 else energy[:, 0]
+
+
+def _peak(fm: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Sub-slice position of each pixel's focus peak.
+
+    Fits a parabola through ``(x_i, log fm_i)`` at the best slice and its two neighbours (at either end
+    of the stack: the three end slices) and returns its vertex, clamped to the span of the three
+    points; where the fit is not concave the best slice's own position is kept.
+
+    Args:
+        fm: (S, H, W) focus measure.
+        x: (S,) slice positions (diopters or indices), strictly monotonic, any spacing.
+
+    Returns:
+        (H, W) peak positions in the units of ``x``.
+    """
+    S = fm.shape[0]
+    y = torch.log(fm.to(x.dtype).clamp_min(_FM_EPS))
+    best = y.argmax(dim=0)
+    if S < 3:
+        return x[best]
+    i = best.clamp(1, S - 2)[None]
+    y0, y1, y2 = (y.gather(0, i + k)[0] for k in (-1, 0, 1))
+    x0, x1, x2 = (x[i[0] + k] for k in (-1, 0, 1))
+    # Divided differences: y = a x^2 + ..., vertex = (x0 + x1) / 2 - f[x0, x1] / (2 a).
+    slope01 = (y1 - y0) / (x1 - x0)
+    a = ((y2 - y1) / (x2 - x1) - slope01) / (x2 - x0)
+    concave = a < 0
+    vertex = 0.5 * (x0 + x1) - slope01 / (2.0 * torch.where(concave, a, -1.0))
+    vertex = torch.minimum(torch.maximum(vertex, torch.minimum(x0, x2)), torch.maximum(x0, x2))
+    return torch.where(concave, vertex, x[best])
+
+
+def dff_slice_index(stack: FocalStack | torch.Tensor, *, window: int = 9) -> torch.Tensor:
+    """Depth from focus in slice units, for stacks whose focus distances are unknown (order only).
+
+    The result is a continuous slice coordinate: 0 = in focus in the first slice, S - 1 = in the last;
+    2.5 = halfway between slices 2 and 3 (assuming evenly spaced slices).
+
+    Args:
+        stack: FocalStack or (S, C, H, W) images.
+        window: odd focus-measure window in pixels.
+
+    Returns:
+        (H, W) float slice coordinate in [0, S - 1], dtype of the images.
+    """
+    images, _ = _unpack(stack)
+    idx = torch.arange(images.shape[0], dtype=torch.float64, device=images.device)
+    return _peak(focus_measure(images, window=window), idx).to(images.dtype)
+
+
+def dff_depth(
+    stack: FocalStack | torch.Tensor, *, focus_m: torch.Tensor | None = None, window: int = 9
+) -> torch.Tensor:
+    """Depth from focus in metres (sub-slice peak interpolation in diopters).
+
+    Args:
+        stack: FocalStack with focus distances, or (S, C, H, W) images together with ``focus_m``.
+        focus_m: (S,) focus distances in metres (overrides the stack's).
+        window: odd focus-measure window in pixels.
+
+    Returns:
+        (H, W) depth in metres, between the nearest and farthest focus distance, dtype of the images.
+
+    Raises:
+        ValueError: focus distances unknown (use :func:`dff_slice_index`) or invalid.
+    """
+    images, focus = _unpack(stack, focus_m)
+    if focus is None:
+        raise ValueError("dff_depth needs focus distances; use dff_slice_index for order-only stacks")
+    diopters = _peak(focus_measure(images, window=window), 1.0 / focus)
+    return (1.0 / diopters).to(images.dtype)
+
+
+def _up(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    return F.interpolate(x, size=size[-2:], mode="bilinear", align_corners=False)
+
+
+def _majority(choice: torch.Tensor, num: int, size: int = 3) -> torch.Tensor:
+    """Consistency check: replace each choice by the most frequent one in its size x size window."""
+    votes = F.one_hot(choice, num).permute(0, 3, 1, 2).to(torch.float32)  # (1, S, H, W)
+    return kornia.filters.box_blur(votes, size).argmax(dim=1)
+
+
+def focus_stack_aif(stack: FocalStack | torch.Tensor, *, levels: int | None = None) -> torch.Tensor:
+    """All-in-focus image by Laplacian-pyramid fusion.
+
+    Each detail level takes, per pixel, the slice with the largest local detail energy (absolute
+    Laplacian-pyramid coefficient summed over channels, 3x3 averaged), then a 3x3 majority vote makes
+    neighbouring choices consistent; the coarsest (base) level is the average of all slices.
+
+    Args:
+        stack: FocalStack or (S, C, H, W) images in [0, 1].
+        levels: number of detail levels (default: halve until the short side is below 16 px, max 6).
+
+    Returns:
+        (C, H, W) fused image clipped to [0, 1].
+    """
+    images, _ = _unpack(stack)
+    S = images.shape[0]
+    if levels is None:
+        levels, side = 0, min(images.shape[-2:])
+        while side >= 32 and levels < 6:
+            side, levels = side // 2, levels + 1
+    if levels < 0 or min(images.shape[-2:]) < 2**levels:
+        raise ValueError(f"levels must be in [0, log2(min(H, W))], got {levels} for {tuple(images.shape)}")
+    gauss = [images]
+    for _ in range(levels):
+        gauss.append(kornia.geometry.transform.pyrdown(gauss[-1]))
+    fused = gauss[-1].mean(dim=0, keepdim=True)
+    for level in reversed(range(levels)):
+        detail = gauss[level] - _up(gauss[level + 1], gauss[level].shape)  # (S, C, h, w)
+        activity = kornia.filters.box_blur(detail.abs().sum(dim=1, keepdim=True), 3)[:, 0]
+        choice = _majority(activity.argmax(dim=0)[None], S)  # (1, h, w)
+        picked = detail.gather(0, choice[:, None].expand(1, detail.shape[1], -1, -1))
+        fused = _up(fused, picked.shape) + picked
+    return fused[0].clamp(0.0, 1.0)
+
+
+def dff_predict(stack: FocalStack, *, window: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classical prediction: ``(depth_m (H, W) from dff_depth, aif (3, H, W) from focus_stack_aif)``."""
+    return dff_depth(stack, window=window), focus_stack_aif(stack)
