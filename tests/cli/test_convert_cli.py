@@ -52,7 +52,7 @@ def test_convert_nyu_renders_the_paper_protocol(tmp_path: Path) -> None:
     assert stack.images.shape == (5, 3, 6, 8)  # 12 x 16 halved
     assert stack.camera == NYU_CAMERA and stack.focus_m.tolist() == list(PAPER_FOCUS_M)
     scene = json.loads((tmp_path / "out" / "nyu_0001" / "scene.json").read_text())
-    assert scene["synthesis"]["model"] == "gather" and scene["dataset"] == "nyu-mat"
+    assert scene["synth"]["model"] == "gather" and scene["rgbd"]["dataset"] == "nyu-mat"
     assert stack.aif is not None and stack.depth_m.min() >= 0.5
 
 
@@ -65,6 +65,30 @@ def test_convert_dfd_indoor_with_focus_override(tmp_path: Path) -> None:
     main(["convert", "dfd-indoor", str(root), "--out", str(out), "--focus", "1", "2", "--model", "gather"])
     stack = FocalStack.load(out / "dfd_indoor_000")
     assert stack.images.shape == (2, 3, 16, 16) and stack.focus_m.tolist() == [1.0, 2.0]
+
+
+def test_convert_and_synth_render_the_same_stacks(tmp_path: Path) -> None:
+    root = tmp_path / "dfd"
+    gen = torch.Generator().manual_seed(0)
+    depth = np.full((36, 40), 3000, np.uint16)
+    depth[:, :20] = 900
+    depth[:3, :3] = 0  # a sensor hole
+    for name in ("000", "001"):
+        write_image(root / name / "rgb_f8.jpg", torch.rand(3, 36, 40, generator=gen))
+        assert cv2.imwrite(str(root / name / "depth_mm.png"), depth)
+    options = ["--model", "layered", "--psf", "gaussian", "--seed", "4", "--no-fill-hidden"]
+    main(["convert", "dfd-indoor", str(root), "--out", str(tmp_path / "c"), *options, "--noise-read", "0.01"])
+    synth = ["synth", "--source", str(root), "--kind", "dfd-indoor", "--out", str(tmp_path / "s")]
+    main([*synth, *options, "--noise.read", "0.01"])
+    for name in ("dfd_indoor_000", "dfd_indoor_001"):
+        files = sorted(p.name for p in (tmp_path / "c" / name).iterdir())
+        assert files == sorted(p.name for p in (tmp_path / "s" / name).iterdir())
+        for f in files:
+            if f != "scene.json":
+                assert (tmp_path / "c" / name / f).read_bytes() == (tmp_path / "s" / name / f).read_bytes()
+        c = json.loads((tmp_path / "c" / name / "scene.json").read_text())
+        s = json.loads((tmp_path / "s" / name / "scene.json").read_text())
+        assert c["synth"] == s["synth"] and s["synth"]["noise"]["read"] == 0.01
 
 
 def test_convert_hci_and_mobiledepth(tmp_path: Path) -> None:

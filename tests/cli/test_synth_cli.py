@@ -117,7 +117,7 @@ def test_rgbd_folder_run(tmp_path):
         "crop_multiple": 8,
         "size": [16, 24],
     }
-    assert scene["focus_source"] == "command line" and scene["rgbd"]["dataset"] == "folder"
+    assert scene["focus_source"] == "given" and scene["rgbd"]["dataset"] == "folder"
     assert scene["command"]["source"] == str(tmp_path / "rgbd")
     # The slice focused at the far plane keeps that half sharp: it matches the (scaled) AIF there.
     far_half = (stack.images[2] - stack.aif)[:, 2:-2, 15:-2].abs().mean()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
 
 from focalstack.data.normalize import working_range_m
-from focalstack.data.procedural import LAYOUTS, ProceduralConfig, procedural_scene
+from focalstack.data.procedural import LAYOUTS, ProceduralConfig, procedural_scene, shape_coverage
 from focalstack.data.synth import synthesize_stack
 
 CFG = ProceduralConfig(size=(40, 48), num_slices=(3, 6))
@@ -98,3 +99,17 @@ def test_each_layout_alone():
         weights = tuple(1.0 if j == i else 0.0 for j in range(len(LAYOUTS)))
         s = _scene(i, dataclasses.replace(CFG, layout_weights=weights))
         assert s.meta["layout"] == LAYOUTS[i]
+
+
+def test_shape_coverage_areas_and_errors():
+    rect = shape_coverage((64, 80), "rectangle", (32.0, 40.0), 20.0, aspect=0.5, angle=0.3)
+    ellipse = shape_coverage((64, 80), "ellipse", (32.0, 40.0), 20.0, aspect=0.5)
+    assert float(rect.sum()) == pytest.approx(4 * 20 * 10, rel=0.02)
+    assert float(ellipse.sum()) == pytest.approx(math.pi * 20 * 10, rel=0.03)
+    assert rect.min() >= 0 and rect.max() <= 1 and float(ellipse[32, 40]) == 1.0
+    blob = shape_coverage((64, 80), "blob", (32.0, 40.0), 15.0, harmonics=[(0.2, 0.0), (0.1, 1.0)])
+    assert float(blob[32, 40]) == 1.0 and float(blob[0, 0]) == 0.0
+    with pytest.raises(ValueError, match="kind"):
+        shape_coverage((8, 8), "star", (4.0, 4.0), 2.0)
+    with pytest.raises(ValueError, match="aspect"):
+        shape_coverage((8, 8), "ellipse", (4.0, 4.0), 2.0, aspect=0.0)

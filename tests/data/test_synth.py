@@ -6,7 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from focalstack.data.synth import NoiseConfig, auto_num_layers, psf_kernel, synthesize_stack
+from focalstack.data.rgbd import RGBDSample
+from focalstack.data.synth import (
+    NoiseConfig,
+    auto_num_layers,
+    psf_kernel,
+    scene_seed,
+    synthesize_rgbd,
+    synthesize_stack,
+)
 from focalstack.optics.camera import ThinLens
 from focalstack.utils.color import linear_to_srgb, srgb_to_linear
 
@@ -209,3 +217,56 @@ def test_bad_input_raises(kwargs, match):
     positional = [args.pop(k) for k in ("aif", "depth_m", "camera", "focus_m")]
     with pytest.raises(ValueError, match=match):
         synthesize_stack(*positional, **args)
+
+
+def _rgbd_sample(name: str = "s") -> RGBDSample:
+    rgb = torch.rand(3, 12, 16, generator=torch.Generator().manual_seed(0))
+    depth = torch.full((12, 16), 1.0)
+    depth[:, 8:] = 3.0
+    depth[0:3, 0:3] = 0.0  # a sensor hole
+    return RGBDSample(name, rgb, depth, CAM, [1.0, 3.0], {"dataset": "test"})
+
+
+def test_synthesize_rgbd_keeps_ground_truth_holes_and_renders_the_filled_depth():
+    stack = synthesize_rgbd(_rgbd_sample(), model="gather", psf="gaussian")
+    assert stack.images.shape == (2, 3, 12, 16) and stack.name == "s"
+    assert torch.equal(stack.aif, _rgbd_sample().rgb) and stack.depth_m[0:3, 0:3].eq(0).all()
+    assert stack.meta["rgbd"]["dataset"] == "test" and stack.meta["synth"]["model"] == "gather"
+    assert stack.meta["focus_source"] == "dataset"
+    # The hole is rendered at its farthest neighbour's depth (3 m would be wrong only at the corner).
+    sample = _rgbd_sample()
+    filled = sample.depth_m.clone()
+    filled[0:3, 0:3] = 1.0
+    ref = synthesize_stack(sample.rgb, filled, CAM, [1.0, 3.0], model="gather", psf="gaussian")
+    assert torch.equal(stack.images, ref)
+
+
+def test_synthesize_rgbd_overrides_resize_and_seeds_by_name():
+    noise = NoiseConfig(read=0.01)
+    a = synthesize_rgbd(_rgbd_sample("a"), noise=noise, seed=3, focus_m=[1.2, 2.0], scale=0.5)
+    assert a.images.shape == (2, 3, 6, 8) and a.focus_m.tolist() == [1.2, 2.0]
+    assert a.camera.pixel_size_m == pytest.approx(2 * CAM.pixel_size_m) and a.meta["focus_source"] == "given"
+    assert a.meta["synth"]["scene_seed"] == scene_seed(3, "a") and a.meta["resolution"]["size"] == [6, 8]
+    again = synthesize_rgbd(_rgbd_sample("a"), noise=noise, seed=3, focus_m=[1.2, 2.0], scale=0.5)
+    other = synthesize_rgbd(_rgbd_sample("b"), noise=noise, seed=3, focus_m=[1.2, 2.0], scale=0.5)
+    assert torch.equal(a.images, again.images) and not torch.equal(a.images, other.images)
+    cropped = synthesize_rgbd(_rgbd_sample(), crop_multiple=8)
+    assert cropped.size == (8, 16) and cropped.depth_m.shape == (8, 16)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"scale": 0.0}, "scale"),
+        ({"crop_multiple": 0}, "crop_multiple"),
+        ({"crop_multiple": 32}, "crop multiple"),
+    ],
+)
+def test_synthesize_rgbd_bad_input_raises(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        synthesize_rgbd(_rgbd_sample(), **kwargs)
+    bare = RGBDSample("x", torch.zeros(3, 4, 4), torch.ones(4, 4))
+    with pytest.raises(ValueError, match="no camera"):
+        synthesize_rgbd(bare, focus_m=[1.0, 2.0])
+    with pytest.raises(ValueError, match="no focus"):
+        synthesize_rgbd(bare, camera=CAM)

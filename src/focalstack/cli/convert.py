@@ -26,6 +26,8 @@ Kind = Literal["nyu", "dfd-indoor", "hci", "ddff", "defocusnet", "mobiledepth"]
 _OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "model": ("nyu", "dfd-indoor"),
     "psf": ("nyu", "dfd-indoor"),
+    "fill_hidden": ("nyu", "dfd-indoor"),
+    "kernel_size": ("nyu", "dfd-indoor"),
     "linear_light": ("nyu", "dfd-indoor", "hci"),
     "noise_shot": ("nyu", "dfd-indoor"),
     "noise_read": ("nyu", "dfd-indoor"),
@@ -78,6 +80,10 @@ class ConvertCommand:
     """Forward model of the synthesis (focalstack.data.synth)."""
     psf: Literal["disc", "gaussian"] = "disc"
     """PSF shape of the synthesis."""
+    fill_hidden: bool = True
+    """Layered model: show the background behind blurred foreground edges (off for speckled sensor depth)."""
+    kernel_size: int | None = None
+    """Window of the gather/scatter renderer (7 reproduces the paper's generator); None: automatic."""
     linear_light: bool = True
     """Blur (nyu, dfd-indoor) or refocus (hci) in linear light."""
     noise_shot: float = 0.0
@@ -87,7 +93,7 @@ class ConvertCommand:
     quantize_bits: int | None = None
     """Round synthetic slices to this many bits (with noise)."""
     seed: int = 0
-    """Noise seed (sample i uses seed + i)."""
+    """Noise seed; each scene's seed mixes it with the scene name (as focalstack synth does)."""
     protocol: bool = True
     """Paper resolution protocol (nyu: 320x240, clip 0.1-10 m; dfd-indoor: half size, crop to x16)."""
     max_valid_depth_m: float | None = None
@@ -207,9 +213,8 @@ class ConvertCommand:
         return (convert_mobiledepth_scene(s, **kwargs) for s in scenes), len(scenes)
 
     def _plan_rgbd(self) -> tuple[Iterator[FocalStack], int]:
-        from focalstack.data.converters import synthesize_rgbd
         from focalstack.data.rgbd import count_rgbd, iter_rgbd
-        from focalstack.data.synth import NoiseConfig
+        from focalstack.data.synth import NoiseConfig, synthesize_rgbd
 
         rgbd_kind = "nyu-mat" if self.kind == "nyu" else "dfd-indoor"
         chosen = self._selection(count_rgbd(rgbd_kind, self.src))
@@ -219,19 +224,19 @@ class ConvertCommand:
             indices=chosen,
             protocol=self.protocol,
             max_valid_depth_m=self.max_valid_depth_m,
-            focus_m=self.focus,
         )
-        noisy = self.noise_shot > 0 or self.noise_read > 0 or self.quantize_bits is not None
-        noise = NoiseConfig(self.noise_shot, self.noise_read, self.quantize_bits) if noisy else None
-        stacks = synthesize_rgbd(
-            samples,
+        noise = NoiseConfig(self.noise_shot, self.noise_read, self.quantize_bits)
+        options = dict(
+            focus_m=self.focus,
             model=self.model,
             psf=self.psf,
+            fill_hidden=self.fill_hidden,
+            kernel_size=self.kernel_size,
             linear_light=self.linear_light,
             noise=noise,
             seed=self.seed,
         )
-        return stacks, len(chosen)
+        return (synthesize_rgbd(sample, **options) for sample in samples), len(chosen)
 
 
 def _pick(items: Sequence[Path], selection: Callable[[int], list[int]]) -> list[Path]:

@@ -7,20 +7,18 @@ focus distances, model, PSF, noise, seeds, source, resolution), so any scene can
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from focalstack.data.procedural import ProceduralConfig, procedural_scene
+from focalstack.data.rgbd import RGBDSample
 from focalstack.data.stack import FocalStack
-from focalstack.data.synth import NoiseConfig, auto_num_layers, synthesize_stack
+from focalstack.data.synth import NoiseConfig, scene_seed, synthesize_rgbd
 from focalstack.optics.camera import ThinLens
 
 
@@ -46,12 +44,6 @@ class CameraOptions:
         return ThinLens.from_dict(values)
 
 
-def scene_seed(seed: int, key: str) -> int:
-    """A 63-bit seed for one scene, mixed from the run seed and the scene's name."""
-    state = np.random.SeedSequence([seed, zlib.crc32(key.encode())]).generate_state(2, dtype=np.uint32)
-    return int(state[0]) << 31 ^ int(state[1])
-
-
 def read_split(path: Path) -> list[str]:
     """Scene names from a split file: one per line, ``#`` comments and blank lines ignored."""
     try:
@@ -63,22 +55,6 @@ def read_split(path: Path) -> list[str]:
     if not names:
         raise ValueError(f"split file {path} lists no scene names")
     return names
-
-
-def _resize(rgb: torch.Tensor, depth: torch.Tensor, scale: float, multiple: int) -> tuple[torch.Tensor, ...]:
-    """Resize by ``scale`` (antialiased bilinear; nearest for depth, keeping 0 = invalid), then crop
-    from the top-left corner to multiples of ``multiple`` pixels."""
-    H, W = rgb.shape[-2:]
-    if scale != 1.0:
-        size = (max(1, round(H * scale)), max(1, round(W * scale)))
-        rgb = F.interpolate(rgb[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-        rgb = rgb.clamp(0.0, 1.0)
-        depth = F.interpolate(depth[None, None], size=size, mode="nearest-exact")[0, 0]
-    h, w = rgb.shape[-2] // multiple * multiple, rgb.shape[-1] // multiple * multiple
-    if h == 0 or w == 0:
-        size = f"{rgb.shape[-2]}x{rgb.shape[-1]}"
-        raise ValueError(f"image of {size} px is smaller than --crop-multiple {multiple}")
-    return rgb[:, :h, :w], depth[:h, :w]
 
 
 @dataclass
@@ -166,16 +142,8 @@ class SynthCommand:
             raise ValueError("procedural scenes take their size, camera and focus from --proc.* options")
 
     def settings(self) -> dict[str, Any]:
-        """The command's options as JSON types (recorded in every scene.json)."""
-
-        def plain(x: Any) -> Any:
-            if isinstance(x, dict):
-                return {k: plain(v) for k, v in x.items()}
-            if isinstance(x, (list, tuple)):
-                return [plain(v) for v in x]
-            return str(x) if isinstance(x, Path) else x
-
-        return plain(dataclasses.asdict(self))
+        """The command's options (recorded in every scene.json; FocalStack.save makes them JSON)."""
+        return dataclasses.asdict(self)
 
     def procedural_scenes(self) -> Iterator[FocalStack]:
         n = self.procedural if self.limit is None else min(self.procedural, self.limit)
@@ -191,7 +159,7 @@ class SynthCommand:
             yield stack
 
     def rgbd_scenes(self) -> Iterator[FocalStack]:
-        from focalstack.data.rgbd import count_rgbd, fill_depth_holes, iter_rgbd
+        from focalstack.data.rgbd import count_rgbd, iter_rgbd
 
         wanted = read_split(self.split) if self.split is not None else None
         total = count_rgbd(self.kind, self.source)
@@ -210,7 +178,7 @@ class SynthCommand:
             if wanted is not None and sample.name not in wanted:
                 continue
             seen.add(sample.name)
-            yield self.render_rgbd(sample, fill_depth_holes)
+            yield self.render_rgbd(sample)
             bar.update()
             done += 1
             if self.limit is not None and done >= self.limit:
@@ -220,54 +188,23 @@ class SynthCommand:
         if missing and (self.limit is None or done < self.limit):
             raise ValueError(f"split names not found in {self.source}: {missing[:10]}")
 
-    def render_rgbd(self, sample: Any, fill_holes: Any) -> FocalStack:
-        """Synthesise one RGB-D sample's stack (``fill_holes`` fills invalid depth for rendering)."""
-        camera = self.camera.resolve(sample.camera, sample.name)
-        focus = self.focus_m if self.focus_m is not None else sample.focus_m
-        if focus is None:
+    def render_rgbd(self, sample: RGBDSample) -> FocalStack:
+        """Synthesise one RGB-D sample's stack (:func:`focalstack.data.synth.synthesize_rgbd`)."""
+        if self.focus_m is None and sample.focus_m is None:
             raise ValueError(f"{sample.name}: the data has no focus distances; give --focus-m")
-        source_size = list(sample.rgb.shape[-2:])
-        rgb, depth = _resize(sample.rgb, sample.depth_m, self.scale, self.crop_multiple)
-        camera = camera.scaled(self.scale) if self.scale != 1.0 else camera
-        focus_t = torch.tensor([float(f) for f in focus], dtype=torch.float64)
-        render_depth = fill_holes(depth)
-        seed = scene_seed(self.seed, sample.name)
-        num_layers = auto_num_layers(render_depth, camera, focus_t) if self.model == "layered" else None
-        images = synthesize_stack(
-            rgb,
-            render_depth,
-            camera,
-            focus_t,
+        stack = synthesize_rgbd(
+            sample,
+            camera=self.camera.resolve(sample.camera, sample.name),
+            focus_m=self.focus_m,
+            scale=self.scale,
+            crop_multiple=self.crop_multiple,
             model=self.model,
             psf=self.psf,
-            num_layers=num_layers,
             fill_hidden=self.fill_hidden,
             kernel_size=self.kernel_size,
             linear_light=self.linear_light,
             noise=self.noise,
-            generator=torch.Generator().manual_seed(seed),
+            seed=self.seed,
         )
-        meta = {
-            "source": f"focalstack synth from {self.kind} data {self.source}",
-            "focus_source": "command line" if self.focus_m is not None else "dataset protocol",
-            "synth": {
-                "model": self.model,
-                "psf": self.psf,
-                "num_layers": num_layers,
-                "fill_hidden": self.fill_hidden,
-                "kernel_size": self.kernel_size,
-                "linear_light": self.linear_light,
-                "noise": dataclasses.asdict(self.noise),
-                "seed": self.seed,
-                "scene_seed": seed,
-            },
-            "resolution": {
-                "source_size": source_size,
-                "scale": self.scale,
-                "crop_multiple": self.crop_multiple,
-                "size": list(rgb.shape[-2:]),
-            },
-            "rgbd": sample.meta,
-            "command": self.settings(),
-        }
-        return FocalStack(images, focus_t, camera, depth_m=depth, aif=rgb, name=sample.name, meta=meta)
+        stack.meta["command"] = self.settings()
+        return stack

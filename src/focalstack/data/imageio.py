@@ -20,16 +20,22 @@ from focalstack.utils.io import atomic_path
 _SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
 
 
+def _imread(path: Path, flags: int, what: str) -> np.ndarray:
+    """Decode an image file with OpenCV ``flags``; errors say ``cannot read <what> <path>: <why>``."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)  # unlike cv2.imread: non-ASCII paths, clear errors
+    except OSError as e:
+        raise ValueError(f"cannot read {what} {path}: {e.strerror or e}") from e
+    decoded = cv2.imdecode(data, flags) if data.size else None
+    if decoded is None:
+        raise ValueError(f"cannot read {what} {path}: not a decodable image file")
+    return decoded
+
+
 def _decode(path: Path) -> tuple[np.ndarray, float]:
     """(H, W, 3) BGR samples of an image file and the factor that maps them to [0, 1]."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise ValueError(f"cannot read image {path}: {e.strerror or e}") from e
     # IMREAD_COLOR expands gray/palette, drops alpha and applies EXIF orientation; ANYDEPTH keeps 16 bits.
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
-    if bgr is None:
-        raise ValueError(f"cannot read image {path}: not a decodable image file")
+    bgr = _imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH, "image")
     scales = {np.dtype(np.uint8): 1.0 / 255.0, np.dtype(np.uint16): 1.0 / 65535.0, np.dtype(np.float32): 1.0}
     if bgr.dtype not in scales:
         raise ValueError(f"cannot read image {path}: unsupported sample type {bgr.dtype}")
@@ -164,13 +170,7 @@ def read_depth_png(path: str | os.PathLike[str], scale_m: float = 1e-3) -> torch
     path = Path(path)
     if not scale_m > 0:
         raise ValueError(f"scale_m must be > 0, got {scale_m}")
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise ValueError(f"cannot read depth image {path}: {e.strerror or e}") from e
-    raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if raw is None:
-        raise ValueError(f"cannot read depth image {path}: not a decodable image file")
+    raw = _imread(path, cv2.IMREAD_UNCHANGED, "depth image")
     if raw.ndim != 2 or raw.dtype not in (np.uint8, np.uint16):
         raise ValueError(
             f"depth image {path} must be single-channel 8/16-bit, got {raw.dtype} with shape {raw.shape}"

@@ -12,6 +12,7 @@ range the network normalises with), so the network can represent it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -26,6 +27,7 @@ from focalstack.data.synth import NoiseConfig, synthesize_stack
 from focalstack.optics.camera import ThinLens
 
 LAYOUTS = ("planes", "objects", "curved")
+SHAPES = ("rectangle", "ellipse", "blob")
 TEXTURES = ("noise", "grating", "checker", "leaves", "flat")
 
 
@@ -235,8 +237,16 @@ def _colours(g: torch.Generator, n: int) -> torch.Tensor:
     return kornia.color.hsv_to_rgb(hsv)[..., 0, 0]
 
 
-def _texture(g: torch.Generator, H: int, W: int) -> torch.Tensor:
-    """A random (3, H, W) sRGB texture in [0, 1]."""
+def random_texture(g: torch.Generator, H: int, W: int) -> torch.Tensor:
+    """A random surface texture: patterns, dead leaves, gratings or flat areas, with shading and grain.
+
+    Args:
+        g: CPU random source (the texture is a pure function of its state).
+        H, W: size in pixels.
+
+    Returns:
+        (3, H, W) float32 sRGB values in [0, 1].
+    """
     kind = TEXTURES[_choice(g, (0.3, 0.15, 0.1, 0.35, 0.1))]
     if kind == "leaves":
         tex = _dead_leaves(g, H, W)
@@ -282,28 +292,66 @@ def _curved(g: torch.Generator, H: int, W: int) -> torch.Tensor:
     return a + (b - a) * _normalise(field)
 
 
+def shape_coverage(
+    size: tuple[int, int],
+    kind: str,
+    centre: tuple[float, float],
+    radius_px: float,
+    aspect: float = 1.0,
+    angle: float = 0.0,
+    harmonics: Sequence[tuple[float, float]] = (),
+) -> torch.Tensor:
+    """Anti-aliased coverage of a rectangle, ellipse or star-shaped blob.
+
+    Args:
+        size: image size (H, W) in pixels.
+        kind: ``"rectangle"``, ``"ellipse"`` or ``"blob"``.
+        centre: (y, x) centre in pixels.
+        radius_px: half-length of the long axis (rectangle, ellipse) or mean radius (blob), pixels.
+        aspect: short / long axis ratio (rectangle, ellipse), in (0, 1].
+        angle: rotation of the long axis in radians (from the x axis towards y).
+        harmonics: blob only: (relative amplitude, phase) of the radius harmonics k = 2, 3, ...
+
+    Returns:
+        (H, W) float32 coverage in [0, 1] (a one-pixel linear ramp across the edge).
+    """
+    if kind not in SHAPES:
+        raise ValueError(f"kind must be one of {SHAPES}, got {kind!r}")
+    if not (radius_px > 0 and 0 < aspect <= 1):
+        raise ValueError(f"need radius_px > 0 and 0 < aspect <= 1, got {radius_px}, {aspect}")
+    y, x = _coords(*size)
+    cy, cx = centre
+    u = (x - cx) * math.cos(angle) + (y - cy) * math.sin(angle)
+    v = -(x - cx) * math.sin(angle) + (y - cy) * math.cos(angle)
+    a, b = radius_px, radius_px * aspect
+    if kind == "rectangle":
+        dist = torch.maximum(u.abs() - a, v.abs() - b)
+    elif kind == "ellipse":  # distance to the edge approximated in units of the minor axis
+        dist = (torch.sqrt((u / a) ** 2 + (v / b) ** 2) - 1.0) * b
+    else:
+        rho, phi = torch.sqrt(u**2 + v**2), torch.atan2(v, u)
+        edge = torch.ones_like(phi)
+        for k, (amplitude, phase) in enumerate(harmonics, start=2):
+            edge = edge + amplitude * torch.cos(k * phi + phase)
+        dist = rho - radius_px * edge
+    return (0.5 - dist).clamp(0.0, 1.0)
+
+
 def _shape_coverage(g: torch.Generator, H: int, W: int) -> torch.Tensor:
-    """(H, W) anti-aliased coverage in [0, 1] of a random rectangle, ellipse or blob."""
-    y, x = _coords(H, W)
+    """(H, W) coverage of a random rectangle (possibly a thin bar), ellipse or blob."""
     size = _log_uniform(g, 0.06, 0.35) * min(H, W)
     cy, cx = _uniform(g, 0, H), _uniform(g, 0, W)
     theta = _uniform(g, 0.0, math.pi)
-    u = (x - cx) * math.cos(theta) + (y - cy) * math.sin(theta)
-    v = -(x - cx) * math.sin(theta) + (y - cy) * math.cos(theta)
-    kind = _randint(g, 0, 2)
-    if kind == 0:  # rectangle (possibly a thin bar)
-        a, b = size, size * _log_uniform(g, 0.08, 1.0)
-        dist = torch.maximum(u.abs() - a, v.abs() - b)
-    elif kind == 1:  # ellipse; distance to its edge approximated in units of the minor axis
-        a, b = size, size * _uniform(g, 0.3, 1.0)
-        dist = (torch.sqrt((u / a) ** 2 + (v / b) ** 2) - 1.0) * b
-    else:  # star-shaped blob with a few harmonics on its radius
-        rho, phi = torch.sqrt(u**2 + v**2), torch.atan2(v, u)
-        edge = torch.ones_like(phi)
+    kind = SHAPES[_randint(g, 0, 2)]
+    aspect, harmonics = 1.0, []
+    if kind == "rectangle":
+        aspect = _log_uniform(g, 0.08, 1.0)
+    elif kind == "ellipse":
+        aspect = _uniform(g, 0.3, 1.0)
+    else:
         for k in range(2, 6):
-            edge = edge + _uniform(g, 0.0, 0.4 / k) * torch.cos(k * phi + _uniform(g, 0, 2 * math.pi))
-        dist = rho - size * edge
-    return (0.5 - dist).clamp(0.0, 1.0)
+            harmonics.append((_uniform(g, 0.0, 0.4 / k), _uniform(g, 0, 2 * math.pi)))
+    return shape_coverage((H, W), kind, (cy, cx), size, aspect, theta, harmonics)
 
 
 def _layout(g: torch.Generator, cfg: ProceduralConfig) -> tuple[str, torch.Tensor, torch.Tensor]:
@@ -311,9 +359,9 @@ def _layout(g: torch.Generator, cfg: ProceduralConfig) -> tuple[str, torch.Tenso
     H, W = cfg.size
     name = LAYOUTS[_choice(g, cfg.layout_weights)]
     if name == "curved":
-        return name, _curved(g, H, W), _texture(g, H, W)
+        return name, _curved(g, H, W), random_texture(g, H, W)
     t = _plane(g, H, W, _coin(g, cfg.slant_prob))
-    aif = _texture(g, H, W)
+    aif = random_texture(g, H, W)
     if name == "planes":  # more planes meeting along straight lines (walls, floors, tables)
         y, x = _coords(H, W)
         for _ in range(_randint(g, 0, 2)):
@@ -322,14 +370,14 @@ def _layout(g: torch.Generator, cfg: ProceduralConfig) -> tuple[str, torch.Tenso
             side = (x - px) * math.cos(theta) + (y - py) * math.sin(theta)
             cover = (0.5 + side).clamp(0.0, 1.0)
             t = torch.where(cover > 0.5, _plane(g, H, W, _coin(g, cfg.slant_prob)), t)
-            aif = aif + cover * (_texture(g, H, W) - aif)
+            aif = aif + cover * (random_texture(g, H, W) - aif)
         return name, t, aif
     for _ in range(_randint(g, 1, cfg.max_objects)):  # occluders, z-buffered (larger t is nearer)
         cover = _shape_coverage(g, H, W)
         t_obj = _plane(g, H, W, _coin(g, cfg.slant_prob), span=0.2)
         cover = cover * (t_obj > t)
         t = torch.where(cover > 0.5, t_obj, t)
-        aif = aif + cover * (_texture(g, H, W) - aif)
+        aif = aif + cover * (random_texture(g, H, W) - aif)
     return name, t, aif
 
 

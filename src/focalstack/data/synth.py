@@ -8,20 +8,30 @@ Three forward models:
 - ``"gather"`` / ``"scatter"``: per-pixel blur through :func:`focalstack.optics.render_stack`, the
   training renderer (``"scatter"``, Gaussian, kernel 7 is the paper's generator).
 
+:func:`synthesize_rgbd` is the one path from an RGB-D sample (:mod:`focalstack.data.rgbd`) to a
+:class:`~focalstack.data.stack.FocalStack`; ``focalstack synth`` and ``focalstack convert nyu|dfd-indoor``
+both use it, so equal options and seed give equal stacks.
+
 Blur sizes come from :class:`focalstack.optics.ThinLens` only. By default the blur happens in linear
 light (:mod:`focalstack.utils.color`); inputs and outputs are sRGB values in [0, 1].
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from focalstack.data.rgbd import RGBDSample, fill_depth_holes
+from focalstack.data.stack import FocalStack
 from focalstack.optics.camera import ThinLens
 from focalstack.optics.render import render_stack
 from focalstack.utils.color import linear_to_srgb, srgb_to_linear
@@ -335,3 +345,126 @@ def synthesize_stack(
         levels = 2**noise.quantize_bits - 1
         out = torch.round(out * levels) / levels
     return out.float()
+
+
+def scene_seed(seed: int, key: str) -> int:
+    """A 63-bit seed for one scene, mixed from a run seed and the scene's name.
+
+    Depending on the name rather than the position keeps a scene's noise the same whatever subset or
+    order of scenes a run renders.
+    """
+    state = np.random.SeedSequence([seed, zlib.crc32(key.encode())]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+def _resize_rgbd(
+    rgb: torch.Tensor, depth_m: torch.Tensor, scale: float, multiple: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resize by ``scale`` (antialiased bilinear; nearest for depth, keeping 0 = invalid), then crop
+    from the top-left corner to multiples of ``multiple`` pixels."""
+    if scale != 1.0:
+        H, W = rgb.shape[-2:]
+        size = (max(1, round(H * scale)), max(1, round(W * scale)))
+        rgb = F.interpolate(rgb[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+        rgb = rgb.clamp(0.0, 1.0)
+        depth_m = F.interpolate(depth_m[None, None], size=size, mode="nearest-exact")[0, 0]
+    h, w = rgb.shape[-2] // multiple * multiple, rgb.shape[-1] // multiple * multiple
+    if h == 0 or w == 0:
+        raise ValueError(
+            f"image of {rgb.shape[-2]}x{rgb.shape[-1]} px is smaller than the crop multiple {multiple}"
+        )
+    return rgb[:, :h, :w], depth_m[:h, :w]
+
+
+def synthesize_rgbd(
+    sample: RGBDSample,
+    *,
+    camera: ThinLens | None = None,
+    focus_m: Sequence[float] | None = None,
+    scale: float = 1.0,
+    crop_multiple: int = 1,
+    model: Model = "layered",
+    psf: Psf = "disc",
+    fill_hidden: bool = True,
+    kernel_size: int | None = None,
+    linear_light: bool = True,
+    noise: NoiseConfig | None = None,
+    seed: int = 0,
+) -> FocalStack:
+    """Render the focal stack of one RGB-D sample: the single RGB-D synthesis path of the project.
+
+    Depth holes are filled (:func:`~focalstack.data.rgbd.fill_depth_holes`, farthest neighbour) for
+    rendering only; the stack's ground-truth depth keeps 0 = invalid and its AIF is the sample's RGB
+    (resized and cropped like the slices).
+
+    Args:
+        sample: the RGB-D sample (``rgb`` (3, H, W) sRGB, ``depth_m`` (H, W) metres, 0 = invalid).
+        camera: camera at the sample's resolution, replacing ``sample.camera`` (None: the sample's).
+        focus_m: (S,) focus distances in metres, replacing ``sample.focus_m`` (None: the sample's).
+        scale: resize factor applied before rendering; the camera's pixel pitch follows.
+        crop_multiple: crop (top-left anchored) to multiples of this many pixels after resizing.
+        model, psf, fill_hidden, kernel_size, linear_light, noise: see :func:`synthesize_stack`.
+        seed: run seed; the noise generator is seeded with ``scene_seed(seed, sample.name)``.
+
+    Returns:
+        A :class:`FocalStack`: images (S, 3, h, w) sRGB, ``depth_m`` (h, w) metres with 0 = invalid,
+        ``aif`` (3, h, w); ``meta`` records every setting (``synth``, ``resolution``), the seeds and
+        the sample's own ``meta`` (under ``rgbd``).
+
+    Raises:
+        ValueError: no camera or focus distances, bad scale or crop, or a rendering error.
+    """
+    camera = camera if camera is not None else sample.camera
+    focus = focus_m if focus_m is not None else sample.focus_m
+    if camera is None:
+        raise ValueError(f"{sample.name}: the data has no camera; give one")
+    if focus is None:
+        raise ValueError(f"{sample.name}: the data has no focus distances; give them")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a finite number > 0, got {scale}")
+    if not (isinstance(crop_multiple, int) and crop_multiple >= 1):
+        raise ValueError(f"crop_multiple must be an integer >= 1, got {crop_multiple!r}")
+    rgb, depth = _resize_rgbd(sample.rgb, sample.depth_m, scale, crop_multiple)
+    camera = camera.scaled(scale) if scale != 1.0 else camera
+    focus_t = torch.tensor([float(f) for f in focus], dtype=torch.float64)
+    render_depth = fill_depth_holes(depth)
+    noise = noise if noise is not None else NoiseConfig()
+    num_layers = auto_num_layers(render_depth, camera, focus_t) if model == "layered" else None
+    per_scene = scene_seed(seed, sample.name)
+    images = synthesize_stack(
+        rgb,
+        render_depth,
+        camera,
+        focus_t,
+        model=model,
+        psf=psf,
+        num_layers=num_layers,
+        fill_hidden=fill_hidden,
+        kernel_size=kernel_size,
+        linear_light=linear_light,
+        noise=noise,
+        generator=torch.Generator().manual_seed(per_scene),
+    )
+    meta = {
+        "source": f"focalstack.data.synth.synthesize_rgbd from {sample.meta.get('source', sample.name)}",
+        "focus_source": "given" if focus_m is not None else "dataset",
+        "synth": {
+            "model": model,
+            "psf": psf,
+            "num_layers": num_layers,
+            "fill_hidden": fill_hidden,
+            "kernel_size": kernel_size,
+            "linear_light": linear_light,
+            "noise": dataclasses.asdict(noise),
+            "seed": seed,
+            "scene_seed": per_scene,
+        },
+        "resolution": {
+            "source_size": list(sample.rgb.shape[-2:]),
+            "scale": scale,
+            "crop_multiple": crop_multiple,
+            "size": list(rgb.shape[-2:]),
+        },
+        "rgbd": sample.meta,
+    }
+    return FocalStack(images, focus_t, camera, depth_m=depth, aif=rgb, name=sample.name, meta=meta)
