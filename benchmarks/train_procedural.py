@@ -1,0 +1,247 @@
+"""Learning benchmark: self-supervised training on procedural stacks on the CPU for a fixed time.
+
+1. Speed: it/s of a training step at batch 4 x 5 slices x 128^2 with a width-16 DAIF-Net (data
+   made beforehand) with 1 and with all CPU threads, and the share of the step spent in the renderer
+   (``render_stack`` forward plus its backward node, from torch.profiler; target <= 30 %).
+2. Training: the ``procedural-cpu`` preset for ``--minutes`` with the faster thread count (on a CPU
+   shared with other jobs one thread can win by far), the cosine schedule sized to the budget, and
+   scenes from a re-augmented pool made by a loader worker, so scene synthesis overlaps the steps.
+3. Evaluation on held-out procedural scenes (fixed seed, all 5 slices at 128^2): delta1, AbsRel and
+   the error in slices (mean |1/p - 1/g| over the mean slice spacing) of the trained model, the same
+   network untrained, a constant depth at the middle of the working range (t = 0.5, i.e. the middle in
+   diopters) and classical depth from focus (DFF).
+
+    python -m benchmarks.train_procedural [--minutes 10] [--out bench_out/train_procedural.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from benchmarks._common import REPO, machine_info, markdown_table, save
+from focalstack.data.dataset import make_item
+from focalstack.data.normalize import t_to_depth
+from focalstack.data.procedural import ProceduralConfig, procedural_scene
+from focalstack.data.stack import FocalStack
+from focalstack.eval.metrics import depth_metrics
+from focalstack.inference.baselines import dff_depth
+from focalstack.losses import selfsup
+from focalstack.train.presets import get_preset
+from focalstack.train.trainer import Trainer, predict_depth
+
+METRICS = ("delta1", "absrel", "error_slices")
+#: Held-out scenes come from one generator seeded with this; training scenes are seeded per item.
+EVAL_SEED = 20_230_618
+
+
+def bench_config(out: Path, minutes: float, workers: int, pool: int, device: str):
+    """The procedural-cpu preset (width 16, batch 4 x 5 slices x 128^2) with a time budget."""
+    cfg = get_preset("procedural-cpu")
+    cfg.out = str(out)
+    cfg.device = device
+    cfg.time_budget_min = minutes
+    cfg.data.num_workers = workers
+    cfg.data.procedural_pool = pool
+    cfg.data.val_scenes = 0  # scored below on separate held-out scenes
+    cfg.log.val_every = 0
+    cfg.log.image_every = 0
+    return cfg
+
+
+def fixed_batch(cfg) -> dict:
+    """One collated training batch (batch x 5 slices x crop^2) made beforehand."""
+    gen = torch.Generator().manual_seed(1)
+    items = [
+        make_item(procedural_scene(cfg.data.procedural, gen), crop=cfg.data.crop, num_slices=5, gen=gen)
+        for _ in range(cfg.data.batch_size)
+    ]
+    return torch.utils.data.default_collate(items)
+
+
+def time_cuda_steps(trainer: Trainer, batch: dict, steps: int) -> dict[str, Any]:
+    """Mean step time on CUDA (profiler CPU times say nothing about kernels, so no renderer share)."""
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(batch)
+    torch.cuda.synchronize()
+    step = (time.perf_counter() - start) / steps
+    return {"step_ms": 1e3 * step, "it_per_s": 1 / step, "render_ms": None, "render_share": None}
+
+
+def time_cpu_steps(trainer: Trainer, batch: dict, steps: int) -> dict[str, Any]:
+    """Median step time and the renderer's share (``render_stack`` plus its backward node)."""
+    real_render = selfsup.render_stack
+
+    def labelled_render(*args, **kwargs):
+        with torch.profiler.record_function("render_stack"):
+            return real_render(*args, **kwargs)
+
+    times, render_ms = [], []
+    selfsup.render_stack = labelled_render
+    try:
+        for _ in range(steps):
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                start = time.perf_counter()
+                trainer.train_step(batch)
+                times.append(time.perf_counter() - start)
+            render_ms.append(1e-3 * sum(
+                e.cpu_time_total
+                for e in prof.key_averages()
+                if e.key == "render_stack" or ("evaluate_function" in e.key and "RenderBackward" in e.key)
+            ))
+    finally:
+        selfsup.render_stack = real_render
+    step = statistics.median(times)
+    shares = [r / (1e3 * t) for r, t in zip(render_ms, times)]
+    return {"step_ms": 1e3 * step, "it_per_s": 1.0 / step, "render_ms": statistics.median(render_ms),
+            "render_share": statistics.median(shares)}
+
+
+def measure_speed(trainer: Trainer, steps: int) -> dict[str, Any]:
+    """Training-step speed on a fixed batch; on the CPU with 1 and with all threads (the faster wins).
+
+    Returns:
+        The fastest setting's figures plus ``threads`` and ``by_threads`` (CPU).
+    """
+    cfg, batch = trainer.cfg, fixed_batch(trainer.cfg)
+    shape = {"batch": f"{cfg.data.batch_size} x 5 x {cfg.data.crop}^2", "width": cfg.model.width}
+    trainer.train_step(batch)  # warm-up (oneDNN primitives, allocator)
+    if trainer.ctx.device.type == "cuda":
+        return {**time_cuda_steps(trainer, batch, steps), **shape, "threads": None}
+    default = torch.get_num_threads()
+    by_threads = {}
+    for n in sorted({1, default}):
+        torch.set_num_threads(n)
+        trainer.train_step(batch)  # warm-up for this thread count
+        by_threads[n] = time_cpu_steps(trainer, batch, steps)
+    torch.set_num_threads(default)
+    best = max(by_threads, key=lambda n: by_threads[n]["it_per_s"])
+    return {**by_threads[best], **shape, "threads": best, "by_threads": by_threads}
+
+
+def heldout_scenes(n: int, cfg: ProceduralConfig) -> list[FocalStack]:
+    """``n`` procedural scenes drawn from one generator seeded with EVAL_SEED."""
+    gen = torch.Generator().manual_seed(EVAL_SEED)
+    return [procedural_scene(cfg, gen, name=f"heldout_{i:02d}") for i in tqdm(range(n), desc="scenes")]
+
+
+@torch.no_grad()
+def evaluate(
+    models: dict[str, torch.nn.Module], scenes: list[FocalStack], baselines: bool = True
+) -> dict[str, dict[str, float]]:
+    """Mean metrics over the scenes for each network (and the constant-depth guess and DFF)."""
+    per_method: dict[str, list[dict[str, float]]] = {}
+    for stack in tqdm(scenes, desc="evaluate"):
+        item = make_item(stack, crop=None, num_slices=None, gen=None)
+        inputs = {k: v[None] for k, v in item["inputs"].items()}
+        preds = {}
+        for name, model in models.items():
+            dev = next(model.parameters()).device
+            out = predict_depth(model.eval(), {k: v.to(dev) for k, v in inputs.items()})
+            preds[name] = out["depth_m"][0, 0].cpu()
+        if baselines:
+            middle = t_to_depth(torch.full((1, 1, 1, 1), 0.5), inputs["depth_range_m"])
+            preds["constant (mid range)"] = middle[0, 0].expand_as(stack.depth_m)
+            preds["DFF (classical)"] = dff_depth(stack).float()
+        for name, depth in preds.items():
+            m = depth_metrics(depth, stack.depth_m, focus_m=stack.focus_m)
+            per_method.setdefault(name, []).append({k: m[k] for k in METRICS})
+    return {
+        name: {k: statistics.fmean(r[k] for r in rows) for k in METRICS} for name, rows in per_method.items()
+    }
+
+
+def report(args: argparse.Namespace, cfg, device: torch.device, speed: dict, summary: dict,
+           results: dict, load_before: float) -> str:
+    """The markdown summary: conditions, metrics table, speed and renderer share."""
+    h, w = cfg.data.procedural.size
+    where = f"{speed['threads']} CPU thread(s)"
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    share = "Renderer share: measured on CPU only."
+    if speed["render_share"] is not None:
+        verdict = "met" if speed["render_share"] <= 0.30 else "MISSED"
+        share = (
+            f"Renderer share of the step (forward + backward): {100 * speed['render_share']:.0f} % "
+            f"({speed['render_ms']:.0f} ms); target <= 30 %: {verdict}."
+        )
+    rows = [{"method": name, **vals} for name, vals in results.items()]
+    per_thread = ""
+    if speed.get("by_threads"):
+        per_thread = " (" + ", ".join(
+            f"{n} thread(s): {v['it_per_s']:.2f} it/s" for n, v in speed["by_threads"].items()
+        ) + ")"
+    return "\n".join([
+        f"Held-out procedural scenes: {args.scenes} (seed {EVAL_SEED}), 5 slices at {h}x{w}; training "
+        f"{summary['steps']} steps in {args.minutes:g} min on {where} (1-min load average {load_before:.1f} "
+        f"before, {os.getloadavg()[0]:.1f} after).",
+        "",
+        markdown_table(rows, ["method", *METRICS]),
+        "",
+        f"Training step ({speed['batch']}, width {speed['width']}): {speed['step_ms']:.0f} ms = "
+        f"{speed['it_per_s']:.2f} it/s{per_thread}; end to end with scene synthesis "
+        f"{summary['it_per_s']:.2f} it/s.",
+        share,
+    ])
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="training time budget")
+    parser.add_argument("--scenes", type=int, default=32, help="held-out evaluation scenes")
+    parser.add_argument("--speed-steps", type=int, default=5, help="timed steps for the speed figures")
+    parser.add_argument("--workers", type=int, default=1, help="loader workers making scenes")
+    parser.add_argument("--pool", type=int, default=128, help="procedural scene pool (0: new scenes)")
+    parser.add_argument("--device", default="cpu", help="cpu (the benchmark's setting) or cuda")
+    parser.add_argument("--run", default=str(REPO / "bench_out" / "train_procedural_run"), help="run folder")
+    parser.add_argument("--out", default=str(REPO / "bench_out" / "train_procedural.json"))
+    parser.add_argument("--md", default=str(REPO / "docs" / "results" / "train_procedural.md"))
+    args = parser.parse_args(argv)
+
+    load_before = os.getloadavg()[0]
+    cfg = bench_config(Path(args.run), args.minutes, args.workers, args.pool, args.device)
+    cfg.max_steps = 10**6  # placeholder until the speed is known
+    speed = measure_speed(Trainer(cfg), args.speed_steps)
+    # Size the cosine schedule to what the budget allows at the measured speed and train with the
+    # faster thread count; a fresh trainer has the same initial weights.
+    cfg.max_steps = max(10, int(args.minutes * 60 * speed["it_per_s"] * 0.8))
+    cfg.threads = speed["threads"]
+    trainer = Trainer(cfg)
+    untrained = copy.deepcopy(trainer.model)
+    summary = trainer.fit()
+    trainer.close()
+
+    scenes = heldout_scenes(args.scenes, cfg.data.procedural)
+    results = evaluate({"DAIF-Net trained": trainer.model, "DAIF-Net untrained": untrained}, scenes)
+    payload = {
+        "machine": {**machine_info(), "loadavg_1min_before_after": [load_before, os.getloadavg()[0]]},
+        "speed": speed,
+        "training": {
+            "minutes": args.minutes,
+            "steps": summary["steps"],
+            "skipped_steps": summary["skipped_steps"],
+            "end_to_end_it_per_s": summary["it_per_s"],
+            "final_train_loss": summary["train"].get("total"),
+            "max_steps_schedule": cfg.max_steps,
+            "device": str(trainer.ctx.device),
+        },
+        "eval": {"scenes": args.scenes, "seed": EVAL_SEED, "size": list(cfg.data.procedural.size)},
+        "results": results,
+    }
+    table = report(args, cfg, trainer.ctx.device, speed, summary, results, load_before)
+    save(args.out, args.md, payload, table)
+    return payload
+
+
+if __name__ == "__main__":
+    main()

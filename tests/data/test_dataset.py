@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from focalstack.data.dataset import (
+    ProceduralDataset,
+    SceneFolderDataset,
+    StackBatchSampler,
+    make_item,
+)
+from focalstack.data.normalize import working_range_m
+from focalstack.data.procedural import ProceduralConfig
+from focalstack.data.stack import FocalStack
+from focalstack.optics import ThinLens, render_from_depth
+
+CAMERA = ThinLens(focal_length_m=0.02, f_number=2.0, pixel_size_m=2e-5)
+FOCUS = (0.4, 0.5, 0.7, 1.0, 1.6)
+
+
+def tiny_scene(seed: int, size: tuple[int, int] = (40, 48), focus=FOCUS, name: str = "s") -> FocalStack:
+    """A blocky random texture on a tilted plane, rendered through CAMERA (float32, sRGB [0, 1])."""
+    gen = torch.Generator().manual_seed(seed)
+    H, W = size
+    aif = torch.rand(1, 3, H // 4, W // 4, generator=gen)
+    aif = torch.nn.functional.interpolate(aif, size=(H, W), mode="nearest")
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, H), torch.linspace(0, 1, W), indexing="ij")
+    depth = 1.0 / (0.8 + 1.4 * (0.6 * xx + 0.4 * yy))[None, None]
+    f = torch.tensor(focus, dtype=torch.float32)[None]
+    images = render_from_depth(aif, depth, f, CAMERA.focal_length_m, CAMERA.f_number, CAMERA.pixel_size_m)
+    return FocalStack(images[0].clamp(0, 1), torch.tensor(focus), CAMERA, depth[0, 0], aif[0], name=name)
+
+
+def write_scenes(root: Path, n: int, **kw) -> Path:
+    for i in range(n):
+        tiny_scene(i, name=f"scene_{i}", **kw).save(root / f"scene_{i}")
+    return root
+
+
+def test_make_item_follows_the_batch_contract() -> None:
+    stack = tiny_scene(0)
+    item = make_item(stack, crop=32, num_slices=3, gen=torch.Generator().manual_seed(1))
+    inp, tgt = item["inputs"], item["targets"]
+    assert set(inp) == {"stack", "focus_m", "focal_length_m", "f_number", "pixel_size_m", "depth_range_m"}
+    assert inp["stack"].shape == (3, 3, 32, 32) and inp["stack"].dtype == torch.float32
+    assert inp["focus_m"].shape == (3,) and inp["depth_range_m"].shape == (2,)
+    assert tgt["depth_m"].shape == (1, 32, 32) and tgt["aif"].shape == (3, 32, 32)
+    assert bool(tgt["has_depth"]) and bool(tgt["has_aif"])
+    # A crop keeps the physics: same camera, same pixel pitch.
+    assert float(inp["pixel_size_m"]) == pytest.approx(CAMERA.pixel_size_m)
+    assert float(inp["focal_length_m"]) == pytest.approx(CAMERA.focal_length_m)
+    step = inp["focus_m"].diff()
+    assert (step > 0).all() or (step < 0).all()  # contract: strictly monotonic
+    assert all(min(abs(v - f) for f in FOCUS) < 1e-6 for v in inp["focus_m"].tolist())
+
+
+def test_crop_and_flips_are_windows_of_the_scene() -> None:
+    """Every augmented item is an exact (possibly flipped) window of the source slices and depth."""
+    stack = tiny_scene(3)
+    for seed in range(8):
+        item = make_item(stack, crop=(16, 24), num_slices=5, gen=torch.Generator().manual_seed(seed))
+        got = item["inputs"]["stack"]
+        order = [FOCUS.index(min(FOCUS, key=lambda f, v=v: abs(f - v))) for v in item["inputs"]["focus_m"]]
+        src, depth = stack.images[order], stack.depth_m
+        found = False
+        for flips in ([], [-1], [-2], [-1, -2]):
+            g = got.flip(flips) if flips else got
+            d = item["targets"]["depth_m"][0]
+            d = d.flip(flips) if flips else d
+            for y in range(src.shape[-2] - 16 + 1):
+                for x in range(src.shape[-1] - 24 + 1):
+                    if torch.equal(src[..., y : y + 16, x : x + 24], g):
+                        assert torch.equal(depth[y : y + 16, x : x + 24], d)
+                        found = True
+        assert found, f"seed {seed}: item is not a window of the scene"
+
+
+SMALL = ProceduralConfig(size=(40, 40))
+
+
+def test_items_are_deterministic_per_seed_epoch_index() -> None:
+    ds = ProceduralDataset(SMALL, length=4, seed=5, crop=32, num_slices=3)
+    a, b = ds[(1, 0, 3)], ds[(1, 0, 3)]
+    assert torch.equal(a["inputs"]["stack"], b["inputs"]["stack"])
+    c = ds[(1, 1, 3)]  # next epoch: a new scene
+    assert not torch.equal(a["inputs"]["stack"], c["inputs"]["stack"])
+    assert ds[(2, 0, 4)]["inputs"]["stack"].shape[0] == 4  # the key's slice count wins
+
+
+def test_validation_items_do_not_change_with_epoch() -> None:
+    ds = ProceduralDataset(SMALL, length=2, seed=5, augment=False)
+    item = ds[(0, 0, 0)]
+    assert item["inputs"]["stack"].shape == (5, 3, 40, 40) and bool(item["targets"]["has_depth"])
+    assert torch.equal(item["inputs"]["stack"], ds[(0, 7, 0)]["inputs"]["stack"])
+
+
+def test_procedural_pool_reuses_scenes_with_fresh_augmentation() -> None:
+    ds = ProceduralDataset(SMALL, length=3, seed=2, crop=24, num_slices=5, pool=2)
+    items = [ds[(i, e, 5)] for e in range(2) for i in range(3)]  # pool members 0 1 0 1 0 1
+    assert len(ds._cache) == 2
+
+    def focus_set(item):
+        return sorted(item["inputs"]["focus_m"].tolist())
+
+    assert focus_set(items[0]) == focus_set(items[2]) == focus_set(items[4])
+    assert focus_set(items[0]) != focus_set(items[1])
+    assert not torch.equal(items[0]["inputs"]["stack"], items[2]["inputs"]["stack"])  # other crop / flips
+
+
+def test_depth_range_from_scene_json_else_working_range(tmp_path: Path) -> None:
+    stack = tiny_scene(1)
+    item = make_item(stack, crop=None, num_slices=2, gen=torch.Generator().manual_seed(0))
+    expected = working_range_m(torch.tensor(FOCUS, dtype=torch.float64)[None])[0].float()
+    # The whole scene's focus range, not the drawn subset's.
+    torch.testing.assert_close(item["inputs"]["depth_range_m"], expected)
+    stack.meta["depth_range_m"] = [0.3, 2.5]
+    item = make_item(stack, crop=None, num_slices=2, gen=None)
+    assert item["inputs"]["depth_range_m"].tolist() == pytest.approx([0.3, 2.5])
+    stack.meta["depth_range_m"] = [2.5, 0.3]
+    with pytest.raises(ValueError, match="depth_range_m"):
+        make_item(stack, crop=None, num_slices=2, gen=None)
+
+
+def test_make_item_rejects_bad_requests() -> None:
+    stack = tiny_scene(0)
+    with pytest.raises(ValueError, match="cannot draw 6"):
+        make_item(stack, crop=None, num_slices=6, gen=None)
+    with pytest.raises(ValueError, match="smaller than the crop"):
+        make_item(stack, crop=64, num_slices=2, gen=None)
+    stack.focus_m = None
+    with pytest.raises(ValueError, match="no focus distances"):
+        make_item(stack, crop=None, num_slices=2, gen=None)
+
+
+def test_scene_folder_dataset_reads_scenes(tmp_path: Path) -> None:
+    root = write_scenes(tmp_path / "data", 3)
+    ds = SceneFolderDataset(root, crop=32, num_slices=3, seed=0)
+    assert len(ds) == 3
+    item = ds[(2, 0, 3)]
+    assert item["inputs"]["stack"].shape == (3, 3, 32, 32)
+    val = SceneFolderDataset(root, crop=None, num_slices=None, augment=False)
+    full = val[0]
+    assert full["inputs"]["stack"].shape == (5, 3, 40, 48)
+    torch.testing.assert_close(full["targets"]["depth_m"][0], FocalStack.load(root / "scene_0").depth_m)
+
+
+def test_scene_folder_dataset_rejects_unusable_scenes_by_name(tmp_path: Path) -> None:
+    root = write_scenes(tmp_path / "data", 2)
+    meta = json.loads((root / "scene_1" / "scene.json").read_text())
+    meta["camera"].pop("pixel_size_m")
+    (root / "scene_1" / "scene.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"scene_1.*pixel_size_m"):
+        SceneFolderDataset(root, crop=32, num_slices=3)
+    meta["camera"]["pixel_size_m"] = 2e-5
+    meta["focus_distances_m"] = None
+    (root / "scene_1" / "scene.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"scene_1.*no focus distances"):
+        SceneFolderDataset(root, crop=32, num_slices=3)
+    with pytest.raises(ValueError, match="smaller than the crop"):
+        SceneFolderDataset(root / "scene_0", crop=64, num_slices=3)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no scene folders"):
+        SceneFolderDataset(tmp_path / "empty")
+    with pytest.raises(ValueError, match="not a folder"):
+        SceneFolderDataset(tmp_path / "missing")
+
+
+def test_dataloader_with_workers_matches_single_process(tmp_path: Path) -> None:
+    root = write_scenes(tmp_path / "data", 4)
+    ds = SceneFolderDataset(root, crop=24, num_slices=3, seed=3)
+    sampler = StackBatchSampler(ds, 2, num_slices=3, min_slices=2, seed=3)
+    sampler.set_epoch(1)
+    serial = list(DataLoader(ds, batch_sampler=sampler, num_workers=0))
+    parallel = list(DataLoader(ds, batch_sampler=sampler, num_workers=2))
+    assert len(serial) == len(parallel) == 2
+    for a, b in zip(serial, parallel):
+        assert a["inputs"]["stack"].shape[:2] == b["inputs"]["stack"].shape[:2]
+        torch.testing.assert_close(a["inputs"]["stack"], b["inputs"]["stack"], rtol=0, atol=0)
+        assert a["inputs"]["focus_m"].shape == (2, a["inputs"]["stack"].shape[1])
+        assert a["targets"]["has_depth"].dtype == torch.bool
+
+
+def test_batch_sampler_shards_and_resumes() -> None:
+    data = list(range(10))
+    shards = []
+    for rank in range(2):
+        s = StackBatchSampler(data, 2, num_slices=5, min_slices=2, seed=1, rank=rank, world_size=2)
+        s.set_epoch(3)
+        batches = list(s)
+        assert len(batches) == len(s) == 2
+        for b in batches:
+            assert len({k[2] for k in b}) == 1 and 2 <= b[0][2] <= 5  # one slice count per batch
+            assert all(k[1] == 3 for k in b)
+        shards.append([k[0] for b in batches for k in b])
+        s.set_epoch(3, start_batch=1)
+        assert list(s) == batches[1:]  # resuming mid-epoch skips exactly the consumed batches
+    assert not set(shards[0]) & set(shards[1])
+    with pytest.raises(ValueError, match="min_slices"):
+        StackBatchSampler(data, 2, num_slices=3, min_slices=4)
+    with pytest.raises(ValueError, match="no full batch"):
+        StackBatchSampler(data, 20, num_slices=3)
+
+
+def test_shared_lightfield_scene_is_usable_and_phone_scenes_are_rejected(shared_data: Path) -> None:
+    ds = SceneFolderDataset(shared_data / "lightfield", crop=64, num_slices=5)
+    item = ds[0]
+    assert item["inputs"]["stack"].shape == (5, 3, 64, 64)
+    assert bool(item["targets"]["has_depth"])
+    near, far = item["inputs"]["depth_range_m"].tolist()
+    assert (near, far) == pytest.approx((6.2023506, 8.2330875))  # scene.json depth_range_m
+    expected = r"(?s)mobiledepth_balls: no focus distances.*pixel6_floor: incomplete camera"
+    with pytest.raises(ValueError, match=expected):
+        SceneFolderDataset(shared_data / "real", crop=64, num_slices=2)

@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from focalstack.data.dataset import SceneFolderDataset
+from focalstack.losses import INPUT_KEYS
+from focalstack.models import ModelConfig
+from focalstack.train import trainer as trainer_module
+from focalstack.train.checkpoint import load_checkpoint
+from focalstack.train.config import DataConfig, LogConfig, TrainConfig, from_dict, load_yaml
+from focalstack.train.trainer import Trainer
+from tests.data.test_dataset import write_scenes
+
+QUIET = LogConfig(log_every=0, image_every=0, val_every=0, ckpt_every=0, tensorboard=False, progress=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: on a busy 2-core machine a second intra-op thread only adds contention (~5x)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four tiny 40x48, 5-slice scene folders with ground truth."""
+    return write_scenes(tmp_path_factory.mktemp("scenes"), 4)
+
+
+def tiny_config(root: Path, out: Path, **changes) -> TrainConfig:
+    """Width-4 / depth-2 network on 32^2 crops, batch 2 x 3 slices, no logging."""
+    cfg = TrainConfig(
+        model=ModelConfig(width=4, depth=2),
+        data=DataConfig(root=str(root), crop=32, num_slices=3, batch_size=2),
+        log=dataclasses.replace(QUIET),
+        out=str(out),
+        max_steps=3,
+        device="cpu",
+    )
+    for key, value in changes.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def params(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def first_batch(trainer: Trainer) -> dict:
+    trainer.sampler.set_epoch(0)
+    return next(iter(trainer._loader(trainer.train_set, trainer.sampler)))
+
+
+def test_fit_trains_logs_and_writes_run_folder(scenes: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config(scenes, tmp_path / "run", max_steps=2)
+    cfg.log = LogConfig(log_every=1, image_every=2, val_every=0, ckpt_every=0, progress=False)
+    trainer = Trainer(cfg)
+    before = params(trainer.model)
+    summary = trainer.fit()
+    assert summary["steps"] == 2 and summary["skipped_steps"] == 0
+    assert all(torch.isfinite(torch.tensor(v)) for v in summary["train"].values())
+    assert set(summary["train"]) >= {"recon", "aif", "sharpness", "smooth", "total", "lr", "grad_norm"}
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    assert from_dict(TrainConfig, load_yaml(tmp_path / "run" / "config.yaml")) == cfg
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt["step"] == 2 and ckpt["config"]["model"]["width"] == 4
+
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
+    assert {"train/total", "train/recon", "train/smooth", "train/lr", "train/it_per_s"} <= scalars
+    assert {"train/slices_input_over_rerendered", "train/aif", "train/depth"} <= images
+
+
+def test_resume_continues_exactly(scenes: Path, tmp_path: Path) -> None:
+    """3 steps in one go == 1 step, a new Trainer resuming mid-epoch, and 2 more (into the next epoch)."""
+    cfg = tiny_config(scenes, tmp_path / "a", max_steps=3)
+    cfg.data.min_slices = 2  # the per-batch slice count must resume too
+    ref = Trainer(cfg)
+    ref.fit()
+
+    cfg_b = tiny_config(scenes, tmp_path / "b", max_steps=3)
+    cfg_b.data.min_slices = 2
+    Trainer(cfg_b).fit(steps=1)
+    torch.manual_seed(1234)  # a fresh process would not share the RNG state either
+    resumed = Trainer(cfg_b, resume=tmp_path / "b")
+    assert (resumed.step, resumed.epoch, resumed.batch_in_epoch) == (1, 0, 1)
+    resumed.fit()
+    assert resumed.step == 3 and resumed.epoch == 1
+    for a, b in zip(ref.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert ref.optimizer.param_groups[0]["lr"] == pytest.approx(resumed.optimizer.param_groups[0]["lr"])
+
+
+def test_non_finite_batch_skips_the_update(scenes: Path, tmp_path: Path, caplog) -> None:
+    trainer = Trainer(tiny_config(scenes, tmp_path / "run"))
+    batch = first_batch(trainer)
+    bad = {"inputs": dict(batch["inputs"]), "targets": batch["targets"]}
+    bad["inputs"]["stack"] = batch["inputs"]["stack"].clone()
+    bad["inputs"]["stack"][0, 0, 0, 5, 5] = float("nan")
+    before = params(trainer.model)
+    with caplog.at_level(logging.WARNING, logger="focalstack.train"):
+        out = trainer.train_step(bad)
+    assert out["skipped"] == 1.0 and trainer.skipped == 1
+    assert "update skipped" in caplog.text
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    out = trainer.train_step(batch)  # training carries on
+    assert out["skipped"] == 0.0 and trainer.skipped == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+
+
+def test_ground_truth_never_reaches_the_loss(scenes: Path, tmp_path: Path, monkeypatch) -> None:
+    seen = []
+    real = trainer_module.self_supervised_losses_detailed
+
+    def spy(inputs, outputs, cfg, **kw):
+        seen.append((set(inputs), set(outputs)))
+        return real(inputs, outputs, cfg, **kw)
+
+    monkeypatch.setattr(trainer_module, "self_supervised_losses_detailed", spy)
+    trainer = Trainer(tiny_config(scenes, tmp_path / "run"))
+    batch = first_batch(trainer)
+    assert bool(batch["targets"]["has_depth"].all())  # the batch does carry ground truth ...
+    trainer.train_step(batch)
+    assert seen == [(set(INPUT_KEYS), {"aif", "depth_m"})]  # ... but the loss only sees the inputs
+
+
+def test_validation_reports_loss_and_gt_metrics(scenes: Path, tmp_path: Path) -> None:
+    val = SceneFolderDataset(scenes, crop=None, num_slices=None, augment=False)
+    trainer = Trainer(tiny_config(scenes, tmp_path / "run"), val_set=val)
+    out = trainer.validate()
+    assert {"loss/total", "loss/recon", "absrel", "delta1", "rmse", "error_slices"} <= set(out)
+    assert 0.0 <= out["delta1"] <= 1.0 and out["absrel"] > 0
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_init_adopts_checkpoint_model_and_resume_rejects_mismatch(scenes: Path, tmp_path: Path) -> None:
+    src = Trainer(tiny_config(scenes, tmp_path / "src", max_steps=1))
+    src.fit()
+    cfg = tiny_config(scenes, tmp_path / "tta", init=str(tmp_path / "src" / "last.pt"))
+    cfg.model = ModelConfig(width=8, depth=2)
+    tta = Trainer(cfg)
+    assert tta.cfg.model == ModelConfig(width=4, depth=2)  # the weights define the architecture
+    for a, b in zip(src.model.parameters(), tta.model.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match=r"model\.width: 4 != 8"):
+        Trainer(cfg, resume=tmp_path / "src")
+
+
+def test_time_budget_stops_with_a_checkpoint(scenes: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(scenes, tmp_path / "run", max_steps=50, time_budget_min=1e-5)
+    summary = Trainer(cfg).fit()
+    assert summary["steps"] == 1
+    assert load_checkpoint(tmp_path / "run")["step"] == 1
+
+
+def test_amp_on_cpu_falls_back_to_float32(scenes: Path, tmp_path: Path, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="focalstack.train"):
+        trainer = Trainer(tiny_config(scenes, tmp_path / "run", amp="bf16"))
+    assert trainer.amp is None and "needs CUDA" in caplog.text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("amp", ["none", "bf16", "fp16"])
+def test_cuda_training_with_mixed_precision(scenes: Path, tmp_path: Path, amp: str) -> None:
+    cfg = tiny_config(scenes, tmp_path / "run", device="cuda", amp=amp, max_steps=6)
+    trainer = Trainer(cfg)
+    before = params(trainer.model)
+    summary = trainer.fit()
+    assert summary["steps"] == 6
+    # float16 may skip a step while the gradient scaler settles; the others never skip.
+    assert summary["skipped_steps"] <= (2 if amp == "fp16" else 0)
+    assert next(trainer.model.parameters()).device.type == "cuda"
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    resumed = Trainer(cfg, resume=tmp_path / "run")  # checkpoints (with the scaler state) load on CUDA
+    assert resumed.step == 6 and resumed.scaler.get_scale() == trainer.scaler.get_scale()
