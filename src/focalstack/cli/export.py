@@ -18,7 +18,9 @@ class ExportCommand:
     checkpoint: Path | None = None
     """Weights to export (default: the shipped weights)."""
     num_slices: int = 5
-    """Slices in the example input (the exported graph accepts any number)."""
+    """Slices in the example input (ONNX accepts any number; TorchScript is traced at this one)."""
+    size: tuple[int, int] = (256, 256)
+    """Example image size (H, W) (ONNX accepts any; TorchScript is traced at this one)."""
 
     def run(self) -> None:
         from focalstack.inference.export import export_model
@@ -26,5 +28,5 @@ class ExportCommand:
 
         out = self.out or Path("focalstack.onnx" if self.format == "onnx" else "focalstack.pt")
         model = load_predictor(self.checkpoint)
-        export_model(model, out, self.format, num_slices=self.num_slices)
+        export_model(model, out, self.format, num_slices=self.num_slices, size=self.size)
         print(f"wrote {out}")

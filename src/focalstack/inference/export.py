@@ -1,8 +1,10 @@
 """Export a trained model to ONNX or TorchScript for deployment outside Python/PyTorch training code.
 
 The exported graph takes ``stack (B, S, 3, H, W)`` sRGB in [0, 1] and ``focus_u (B, S)`` (normalised
-focus, docs/CONVENTIONS.md) and returns ``aif (B, 3, H, W)`` and ``t (B, 1, H, W)``; B, S, H and W are
-dynamic. Converting ``t`` to metres is ``focalstack.data.normalize.t_to_depth``.
+focus, docs/CONVENTIONS.md) and returns ``aif (B, 3, H, W)`` and ``t (B, 1, H, W)``. In ONNX, B, S, H
+and W are dynamic. TorchScript falls back to tracing (the model's input checks and padding are Python
+control flow), which fixes S, H and W to the example's: export at the size you will run. Converting
+``t`` to metres is ``focalstack.data.normalize.t_to_depth``.
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ def export_model(
     Args:
         model: a focalstack model (forward(stack, focus_u) -> {"aif", "t"}).
         path: output file (.onnx or .pt).
-        fmt: "onnx" (opset from the dynamo exporter, dynamic B, S, H, W) or "torchscript" (scripted when
-            possible, else traced).
+        fmt: "onnx" (dynamo exporter, dynamic B, S, H, W) or "torchscript" (scripted when possible,
+            else traced at the example shape).
         num_slices, size: shape of the example input used for export.
 
     Returns:

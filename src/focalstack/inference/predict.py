@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -20,8 +19,6 @@ from tqdm import tqdm
 
 from focalstack.data.normalize import focus_to_u, t_to_depth, working_range_m
 from focalstack.data.stack import FocalStack
-
-DEFAULT_WEIGHTS = "default.pt"
 
 
 @dataclass
@@ -44,31 +41,36 @@ class Prediction:
     depth_range_m: tuple[float, float] | None
 
 
-def default_checkpoint() -> Path:
-    """Path of the shipped default weights inside the package."""
-    return Path(str(resources.files("focalstack") / "weights" / DEFAULT_WEIGHTS))
-
-
 @functools.lru_cache(maxsize=4)
 def _cached_model(path: str, device: str) -> nn.Module:
     from focalstack.train.checkpoint import load_model
 
-    model, _ = load_model(path, device=torch.device(device))
+    model, cfg = load_model(path, device=torch.device(device))
+    # The focus/depth normalisation is part of what the weights learned; keep it with the model.
+    model.range_margin = float(cfg.data.range_margin)
     return model.eval()
 
 
 def load_predictor(
     checkpoint: str | Path | None = None, device: str | torch.device | None = None
 ) -> nn.Module:
-    """Load a model for inference (cached); ``checkpoint=None`` uses the shipped default weights."""
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    """Load a model for inference (cached); ``checkpoint=None`` uses the shipped default weights.
+
+    ``checkpoint`` may be "default", a run folder (its last checkpoint) or a checkpoint file.
+    """
+    from focalstack.train.checkpoint import resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint if checkpoint is not None else "default")
     return _cached_model(str(path.resolve()), str(torch.device(device or "cpu")))
 
 
-def stack_normalisation(stack: FocalStack) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+def stack_normalisation(
+    stack: FocalStack, range_margin: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor | None, str]:
     """Network focus input for a stack.
+
+    ``range_margin`` widens the focus range (in diopter spacings) to the working depth range; it must
+    be the value the model was trained with (stored in its checkpoint).
 
     Returns:
         ``(focus_u (1, S), depth_range_m (1, 2) or None, depth_units)``. Without focus distances the
@@ -76,12 +78,12 @@ def stack_normalisation(stack: FocalStack) -> tuple[torch.Tensor, torch.Tensor |
     """
     S = stack.num_slices
     if stack.focus_m is None:
-        # Slice index i plays the role of a diopter value; the working range is widened by one slice.
-        u = (torch.arange(S, dtype=torch.float32) + 1.0) / (S + 1.0)
+        # Slice index i plays the role of a diopter value, widened by the margin as for known focus.
+        u = (torch.arange(S, dtype=torch.float32) + range_margin) / (S - 1.0 + 2.0 * range_margin)
         return u[None], None, "slices"
     focus = stack.focus_m.to(torch.float64)[None]
     given = stack.meta.get("depth_range_m")
-    rng = torch.tensor([given], dtype=torch.float64) if given else working_range_m(focus)
+    rng = torch.tensor([given], dtype=torch.float64) if given else working_range_m(focus, range_margin)
     return focus_to_u(focus, rng).float(), rng.float(), "m"
 
 
@@ -171,7 +173,7 @@ def predict_full(
     """
     dev = torch.device(device or "cpu")
     net = model if model is not None else load_predictor(checkpoint, dev)
-    focus_u, rng, units = stack_normalisation(stack)
+    focus_u, rng, units = stack_normalisation(stack, getattr(net, "range_margin", 1.0))
     aif, t = run_tiled(
         net, stack.images.to(dev), focus_u.to(dev), tile=tile, overlap=overlap, progress=progress
     )
@@ -179,8 +181,9 @@ def predict_full(
     if units == "m":
         depth = t_to_depth(t[None, None].double(), rng.double())[0, 0].float()
         return Prediction(depth, aif, t, units, (float(rng[0, 0]), float(rng[0, 1])))
-    # Relative depth: invert u = (i + 1) / (S + 1) to a continuous slice coordinate i.
-    slices = t * (stack.num_slices + 1.0) - 1.0
+    # Relative depth: invert u = (i + m) / (S - 1 + 2m) to a continuous slice coordinate i.
+    m = getattr(net, "range_margin", 1.0)
+    slices = t * (stack.num_slices - 1.0 + 2.0 * m) - m
     return Prediction(slices, aif, t, units, None)
 
 
