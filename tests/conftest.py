@@ -23,3 +23,16 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights-only checkpoint of a small random DAIF-Net (width 4, depth 2)."""
+    from focalstack.models import ModelConfig, build_model
+    from focalstack.train.checkpoint import save_checkpoint
+    from focalstack.train.config import TrainConfig
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(model=ModelConfig(width=4, depth=2))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    return save_checkpoint(path, model=build_model(cfg.model), config=cfg)

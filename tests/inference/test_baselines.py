@@ -25,8 +25,9 @@ def _texture(h: int = 64, w: int = 64) -> torch.Tensor:
 
 
 def _render(aif: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-    sigma = depth_to_sigma_px(depth[None].float(), FOCUS[None].float(), CAM.focal_length_m, CAM.f_number,
-                              CAM.pixel_size_m)
+    sigma = depth_to_sigma_px(
+        depth[None].float(), FOCUS[None].float(), CAM.focal_length_m, CAM.f_number, CAM.pixel_size_m
+    )
     return render_stack(aif[None], sigma, kernel_size=15)[0]
 
 
@@ -120,8 +121,15 @@ def test_focus_measure_prefers_sharp() -> None:
 def test_dff_predict_with_stack() -> None:
     from focalstack.data.stack import FocalStack
 
-    stack = FocalStack(images=_render(_texture(), _slant()), focus_m=FOCUS, camera=CAM, depth_m=None,
-                       aif=None, name="slant", meta={})
+    stack = FocalStack(
+        images=_render(_texture(), _slant()),
+        focus_m=FOCUS,
+        camera=CAM,
+        depth_m=None,
+        aif=None,
+        name="slant",
+        meta={},
+    )
     depth, aif = dff_predict(stack)
     assert depth.shape == (64, 64) and aif.shape == (3, 64, 64)
     assert torch.equal(depth, dff_depth(stack))

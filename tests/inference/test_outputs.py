@@ -9,7 +9,7 @@ import torch
 
 from focalstack.inference.outputs import colorize_depth, depth_png, rerender, write_prediction
 from focalstack.optics import render_from_depth
-from tests.inference.conftest import make_stack
+from tests.helpers import make_stack
 
 
 def test_write_prediction_files_and_recon(tmp_path):

@@ -5,7 +5,7 @@ import torch
 
 from focalstack.data.normalize import working_range_m
 from focalstack.inference.predict import load_predictor, predict, predict_full, run_tiled, stack_normalisation
-from tests.inference.conftest import make_stack
+from tests.helpers import make_stack
 
 
 class Recorder(torch.nn.Module):

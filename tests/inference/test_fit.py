@@ -1,0 +1,158 @@
+"""Per-scene fitting on synthetic stacks rendered with the training renderer, and the ``fit`` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from focalstack.data.stack import FocalStack
+from focalstack.inference.fit import FitConfig, fit_scene, resolve_camera
+from focalstack.optics import ThinLens, depth_to_sigma_px, render_stack
+
+CAMERA = ThinLens(0.05, 2.0, 1e-4)
+FOCUS = (1.0, 1.5, 2.2, 3.2, 5.0)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny images: a second intra-op thread only adds contention (10x slower on a loaded machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def synthetic_stack(size: int = 32, blur_scale: float = 1.0, camera: ThinLens | None = CAMERA) -> FocalStack:
+    """Multi-scale texture on a slanted plane with a disc in front (0.3 - 0.95 diopters), blur 0 - 2.4 px."""
+    g = torch.Generator().manual_seed(0)
+    aif = sum(
+        F.interpolate(
+            torch.rand(1, 3, size // s + 1, size // s + 1, generator=g), size=(size, size), mode="bilinear"
+        )
+        for s in (2, 4, 8)
+    )
+    aif = ((aif / 3 - 0.5) * 2.0 + 0.5).clamp(0, 1)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    diopters = torch.where((xx - 0.4) ** 2 + (yy - 0.5) ** 2 < 0.06, 0.95, 0.3 + 0.6 * xx)
+    depth = (1.0 / diopters)[None, None]
+    sigma = depth_to_sigma_px(
+        depth, torch.tensor([FOCUS]), CAMERA.focal_length_m, CAMERA.f_number, CAMERA.pixel_size_m
+    )
+    images = render_stack(aif, sigma * blur_scale, kernel_size=7)[0].clamp(0, 1)
+    return FocalStack(images, torch.tensor(FOCUS), camera, depth_m=depth[0, 0], aif=aif[0], name="synthetic")
+
+
+def diopter_error(depth: torch.Tensor, gt: torch.Tensor) -> float:
+    return float((1 / depth - 1 / gt).abs().mean())
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
+
+
+def test_fit_recovers_depth_and_aif() -> None:
+    stack = synthetic_stack()
+    result = fit_scene(stack, FitConfig(init="constant", scales=(2, 1), iterations=40), progress=False)
+    assert result.depth_m.shape == (32, 32) and result.aif.shape == (3, 32, 32)
+    assert result.rerendered.shape == stack.images.shape and result.blur_scale == 1.0
+    constant = torch.full_like(stack.depth_m, float(stack.depth_m.median()))
+    assert diopter_error(result.depth_m, stack.depth_m) < 0.1 * diopter_error(constant, stack.depth_m)
+    assert psnr(result.aif, stack.aif) > 35.0
+    assert psnr(result.rerendered, stack.images) > 35.0
+    assert {"width", "step", "blur_scale", "recon", "total"} <= set(result.history[-1])
+    assert result.history[-1]["total"] < result.history[40]["total"]  # the fine scale also improves
+
+
+def test_fit_recovers_blur_scale() -> None:
+    stack = synthetic_stack(blur_scale=1.4)
+    cfg = FitConfig(init="constant", scales=(2, 1), iterations=40, estimate_blur_scale=True)
+    assert abs(fit_scene(stack, cfg, progress=False).blur_scale / 1.4 - 1) < 0.1
+
+
+def test_unknown_pixel_pitch_is_absorbed_by_the_blur_scale() -> None:
+    stack = synthetic_stack(camera=None)
+    stack.meta["camera"] = {"focal_length_m": CAMERA.focal_length_m, "f_number": CAMERA.f_number}
+    cfg = FitConfig(
+        init="constant", scales=(2, 1), iterations=40, estimate_blur_scale=True, nominal_span_sigma_px=3.0
+    )
+    result = fit_scene(stack, cfg, progress=False)
+    # The nominal pitch gives the nearest focus distance 3 px of blur in the farthest slice.
+    expected = CAMERA.sigma_px(min(FOCUS), max(FOCUS)) / 3.0
+    assert abs(result.blur_scale / expected - 1) < 0.1
+    constant = torch.full_like(stack.depth_m, float(stack.depth_m.median()))
+    assert diopter_error(result.depth_m, stack.depth_m) < 0.1 * diopter_error(constant, stack.depth_m)
+
+
+def test_initial_values_are_used() -> None:
+    stack = synthetic_stack(16)
+    cfg = FitConfig(scales=(1,), iterations=0)
+    result = fit_scene(stack, cfg, init_depth_m=stack.depth_m, init_aif=stack.aif, progress=False)
+    torch.testing.assert_close(result.depth_m, stack.depth_m, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(result.aif, stack.aif.clamp(1e-3, 1 - 1e-3), rtol=1e-4, atol=1e-4)
+
+
+def test_dff_init_uses_the_baseline() -> None:
+    from focalstack.inference.baselines import dff_depth
+
+    stack = synthetic_stack(16)
+    result = fit_scene(stack, FitConfig(init="dff", scales=(1,), iterations=0), progress=False)
+    torch.testing.assert_close(result.depth_m, dff_depth(stack), rtol=1e-3, atol=1e-3)
+
+
+def test_incomplete_camera_needs_blur_scale_estimation() -> None:
+    stack = synthetic_stack(16, camera=None)
+    stack.meta["camera"] = {"focal_length_m": 0.05, "f_number": 2.0}
+    with pytest.raises(ValueError, match="estimate_blur_scale"):
+        fit_scene(stack, FitConfig(init="constant", iterations=1), progress=False)
+    cam = resolve_camera(stack, estimate_blur_scale=True, nominal_span_sigma_px=2.0)
+    assert (cam.focal_length_m, cam.f_number) == (0.05, 2.0)
+    assert cam.sigma_px(min(FOCUS), max(FOCUS)) == pytest.approx(2.0)
+    result = fit_scene(
+        stack, FitConfig(init="constant", scales=(1,), iterations=2, estimate_blur_scale=True), progress=False
+    )
+    assert torch.isfinite(result.depth_m).all() and result.camera == cam
+    stack.meta["camera"] = {}  # nothing known: a nominal lens shorter than the nearest focus distance
+    assert resolve_camera(stack, True).focal_length_m < min(FOCUS)
+
+
+def test_complete_camera_is_kept() -> None:
+    assert resolve_camera(synthetic_stack(16), estimate_blur_scale=True) == CAMERA
+
+
+def test_bad_inputs_raise() -> None:
+    stack = synthetic_stack(16)
+    with pytest.raises(ValueError, match="init_depth_m"):
+        fit_scene(stack, FitConfig(init="constant"), init_depth_m=torch.ones(8, 8), progress=False)
+    no_focus = FocalStack(stack.images, None, CAMERA, name="nofocus")
+    with pytest.raises(ValueError, match="focus"):
+        fit_scene(no_focus, FitConfig(init="constant"), progress=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"init": "median"}, {"lr": 0.0}, {"scales": ()}, {"scales": (0,)}, {"iterations": -1}]
+)
+def test_bad_config_raises(kwargs) -> None:
+    with pytest.raises(ValueError):
+        FitConfig(**kwargs)
+
+
+def test_fit_command_writes_outputs(tmp_path: Path) -> None:
+    from focalstack.cli.fit import FitCommand
+
+    scenes = tmp_path / "scenes"
+    synthetic_stack(16).save(scenes / "a")
+    FocalStack(synthetic_stack(16).images, None, None, name="b").save(scenes / "b")  # no focus: fails
+    cmd = FitCommand(
+        path=scenes, out=tmp_path / "out", fit=FitConfig(init="constant", scales=(1,), iterations=2)
+    )
+    with pytest.raises(SystemExit, match="1 of 2 scenes failed"):
+        cmd.run()
+    out = tmp_path / "out" / "a"
+    assert {"depth.npy", "aif.png", "depth_color.png", "prediction.json"} <= {p.name for p in out.iterdir()}
+    info = json.loads((out / "prediction.json").read_text())
+    assert info["method"] == "fit" and info["blur_scale"] == 1.0 and info["depth_units"] == "m"
+    assert not (tmp_path / "out" / "b").exists()
