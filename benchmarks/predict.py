@@ -23,7 +23,6 @@ CONFIGS = [(5, 256), (5, 1024)]
 def measure(slices: int, size: int, device: str, checkpoint: str | None, reps: int) -> dict:
     """Time ``predict`` on a random stack; runs inside the child process."""
     from focalstack.data.stack import FocalStack
-
     from focalstack.inference.predict import load_predictor, predict
 
     torch.set_num_threads(2)

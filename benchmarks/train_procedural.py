@@ -94,17 +94,24 @@ def time_cpu_steps(trainer: Trainer, batch: dict, steps: int) -> dict[str, Any]:
                 start = time.perf_counter()
                 trainer.train_step(batch)
                 times.append(time.perf_counter() - start)
-            render_ms.append(1e-3 * sum(
-                e.cpu_time_total
-                for e in prof.key_averages()
-                if e.key == "render_stack" or ("evaluate_function" in e.key and "RenderBackward" in e.key)
-            ))
+            render_ms.append(
+                1e-3
+                * sum(
+                    e.cpu_time_total
+                    for e in prof.key_averages()
+                    if e.key == "render_stack" or ("evaluate_function" in e.key and "RenderBackward" in e.key)
+                )
+            )
     finally:
         selfsup.render_stack = real_render
     step = statistics.median(times)
     shares = [r / (1e3 * t) for r, t in zip(render_ms, times)]
-    return {"step_ms": 1e3 * step, "it_per_s": 1.0 / step, "render_ms": statistics.median(render_ms),
-            "render_share": statistics.median(shares)}
+    return {
+        "step_ms": 1e3 * step,
+        "it_per_s": 1.0 / step,
+        "render_ms": statistics.median(render_ms),
+        "render_share": statistics.median(shares),
+    }
 
 
 def measure_speed(trainer: Trainer, steps: int) -> dict[str, Any]:
@@ -161,8 +168,15 @@ def evaluate(
     }
 
 
-def report(args: argparse.Namespace, cfg, device: torch.device, speed: dict, summary: dict,
-           results: dict, load_before: float) -> str:
+def report(
+    args: argparse.Namespace,
+    cfg,
+    device: torch.device,
+    speed: dict,
+    summary: dict,
+    results: dict,
+    load_before: float,
+) -> str:
     """The markdown summary: conditions, metrics table, speed and renderer share."""
     h, w = cfg.data.procedural.size
     where = f"{speed['threads']} CPU thread(s)"
@@ -178,21 +192,25 @@ def report(args: argparse.Namespace, cfg, device: torch.device, speed: dict, sum
     rows = [{"method": name, **vals} for name, vals in results.items()]
     per_thread = ""
     if speed.get("by_threads"):
-        per_thread = " (" + ", ".join(
-            f"{n} thread(s): {v['it_per_s']:.2f} it/s" for n, v in speed["by_threads"].items()
-        ) + ")"
-    return "\n".join([
-        f"Held-out procedural scenes: {args.scenes} (seed {EVAL_SEED}), 5 slices at {h}x{w}; training "
-        f"{summary['steps']} steps in {args.minutes:g} min on {where} (1-min load average {load_before:.1f} "
-        f"before, {os.getloadavg()[0]:.1f} after).",
-        "",
-        markdown_table(rows, ["method", *METRICS]),
-        "",
-        f"Training step ({speed['batch']}, width {speed['width']}): {speed['step_ms']:.0f} ms = "
-        f"{speed['it_per_s']:.2f} it/s{per_thread}; end to end with scene synthesis "
-        f"{summary['it_per_s']:.2f} it/s.",
-        share,
-    ])
+        per_thread = (
+            " ("
+            + ", ".join(f"{n} thread(s): {v['it_per_s']:.2f} it/s" for n, v in speed["by_threads"].items())
+            + ")"
+        )
+    return "\n".join(
+        [
+            f"Held-out procedural scenes: {args.scenes} (seed {EVAL_SEED}), 5 slices at {h}x{w}; training "
+            f"{summary['steps']} steps in {args.minutes:g} min on {where} (1-min load average {load_before:.1f} "
+            f"before, {os.getloadavg()[0]:.1f} after).",
+            "",
+            markdown_table(rows, ["method", *METRICS]),
+            "",
+            f"Training step ({speed['batch']}, width {speed['width']}): {speed['step_ms']:.0f} ms = "
+            f"{speed['it_per_s']:.2f} it/s{per_thread}; end to end with scene synthesis "
+            f"{summary['it_per_s']:.2f} it/s.",
+            share,
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -1,0 +1,43 @@
+"""``make bench``: rerun every benchmark and refresh the README tables (about 2 h on 2 CPU cores).
+
+Order: renderer, inference speed, learning benchmark, accuracy protocol (renders its data first when
+missing), held-out-slice evaluation on real stacks, README gallery, README splice. Seeds are fixed in
+each script.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from benchmarks._common import REPO
+
+STEPS = [
+    ["-m", "benchmarks.render"],
+    ["-m", "benchmarks.predict"],
+    ["-m", "benchmarks.train_procedural", "--minutes", "10"],
+    ["scripts/make_accuracy_data.py"],
+    ["-m", "benchmarks.accuracy"],
+    ["-m", "benchmarks.holdout_real"],
+    ["-m", "benchmarks.gallery"],
+    ["-m", "benchmarks.update_readme"],
+]
+
+
+def main() -> int:
+    for step in STEPS:
+        if (
+            step[0] == "scripts/make_accuracy_data.py"
+            and (REPO / "data" / "accuracy" / "manifest.json").is_file()
+        ):
+            continue
+        t0 = time.perf_counter()
+        print(f"\n=== {' '.join(step)}", flush=True)
+        subprocess.run([sys.executable, *step], cwd=REPO, check=True)
+        print(f"=== done in {time.perf_counter() - t0:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
