@@ -42,7 +42,7 @@ def synthetic_stack(size: int = 32, blur_scale: float = 1.0, camera: ThinLens | 
     sigma = depth_to_sigma_px(
         depth, torch.tensor([FOCUS]), CAMERA.focal_length_m, CAMERA.f_number, CAMERA.pixel_size_m
     )
-    images = render_stack(aif, sigma * blur_scale, kernel_size=7)[0].clamp(0, 1)
+    images = render_stack(aif, sigma * blur_scale, kernel_size=None)[0].clamp(0, 1)
     return FocalStack(images, torch.tensor(FOCUS), camera, depth_m=depth[0, 0], aif=aif[0], name="synthetic")
 
 
@@ -156,3 +156,17 @@ def test_fit_command_writes_outputs(tmp_path: Path) -> None:
     info = json.loads((out / "prediction.json").read_text())
     assert info["method"] == "fit" and info["blur_scale"] == 1.0 and info["depth_units"] == "m"
     assert not (tmp_path / "out" / "b").exists()
+
+
+def test_fit_command_single_scene_with_overrides(tmp_path: Path) -> None:
+    from focalstack.cli.fit import FitCommand
+
+    FocalStack(synthetic_stack(16).images, None, None, name="b").save(tmp_path / "b")  # no focus, no camera
+    fit = FitConfig(init="constant", scales=(1,), iterations=2)
+    with pytest.raises(SystemExit, match="focus"):
+        FitCommand(path=tmp_path / "b", out=tmp_path / "out", fit=fit).run()
+    FitCommand(path=tmp_path / "b", out=tmp_path / "out", fit=fit, focus=FOCUS).run()
+    info = json.loads((tmp_path / "out" / "prediction.json").read_text())
+    assert info["focus_distances_m"] == pytest.approx(FOCUS)
+    assert info["fit_config"]["estimate_blur_scale"] is True  # switched on for the incomplete camera
+    assert (tmp_path / "out" / "recon.png").is_file()  # re-rendered with the fitted nominal camera

@@ -1,0 +1,25 @@
+"""Training losses (self-supervised: they see focal stacks and predictions only, never ground truth)."""
+
+from focalstack.losses.selfsup import (
+    INPUT_KEYS,
+    LossConfig,
+    LossOutput,
+    coarse_aif,
+    edge_aware_smoothness,
+    log_sharpness_loss,
+    photometric_loss,
+    self_supervised_losses,
+    self_supervised_losses_detailed,
+)
+
+__all__ = [
+    "INPUT_KEYS",
+    "LossConfig",
+    "LossOutput",
+    "coarse_aif",
+    "edge_aware_smoothness",
+    "log_sharpness_loss",
+    "photometric_loss",
+    "self_supervised_losses",
+    "self_supervised_losses_detailed",
+]

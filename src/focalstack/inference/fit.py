@@ -1,0 +1,325 @@
+"""Per-scene fitting: optimise one scene's depth and AIF image directly, with no network and no data.
+
+The unknowns are a depth logit ``z`` (depth ``= t_to_depth(sigmoid(z))``, so it stays inside the working
+range), an AIF logit and, optionally, a single log-factor on every blur std. They are fitted with Adam
+so that re-rendering the AIF through the thin lens reproduces every slice, using exactly the
+self-supervised losses of training (``focalstack.losses``: reconstruction, coarse AIF, sharpness and
+smoothness priors). Optimisation runs coarse to fine (``FitConfig.scales``), which lets it see large
+blurs and converge on large images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from focalstack.data.normalize import depth_to_t, t_to_depth, working_range_m
+from focalstack.losses import LossConfig, coarse_aif, self_supervised_losses, self_supervised_losses_detailed
+from focalstack.optics import ThinLens, depth_to_sigma_px
+
+if TYPE_CHECKING:
+    from focalstack.data.stack import FocalStack
+
+#: Nominal lens used to complete an unknown camera when the blur scale is estimated (metres, N).
+NOMINAL_FOCAL_LENGTH_M = 0.005
+NOMINAL_F_NUMBER = 2.0
+#: Margin keeping initial ``t`` off the flat ends of the sigmoid.
+_T_EPS = 0.02
+
+
+@dataclass
+class FitConfig:
+    """Per-scene fitting options.
+
+    Attributes:
+        iterations: Adam steps at each scale.
+        lr: Adam learning rate (of the logits and the log blur scale); cosine-decayed within each scale.
+        scales: downsampling factors, coarse to fine. A last factor > 1 fits at reduced resolution and
+            upsamples the result.
+        min_size: scales whose shorter image side would fall below this many pixels are skipped.
+        loss: loss weights and renderer options (the training losses). The default renderer window is
+            sized to the largest blur (``kernel_size=None``, up to 31 px) instead of training's 7 x 7: a
+            truncated PSF cannot explain large blur, and the AIF then absorbs the error.
+        init: initial depth and AIF: ``"dff"`` (depth from focus and a focus-stacked AIF,
+            ``focalstack.inference.baselines.dff_predict``), ``"network"``
+            (``focalstack.inference.predict.predict`` with ``checkpoint``) or ``"constant"`` (middle of the
+            working range in diopters, AIF: the slice focused nearest to it).
+        checkpoint: model checkpoint for ``init="network"`` (``None``: the predictor's default).
+        estimate_blur_scale: also fit one factor multiplying every blur std. Use it when the pixel pitch
+            or aperture is unknown (phones): a missing camera is then completed with nominal values (see
+            :func:`resolve_camera`) and the factor absorbs the error.
+        nominal_span_sigma_px: when completing a camera, the blur std (pixels at full resolution) that a
+            point at the nearest focus distance gets in the farthest-focused slice.
+        margin: working-range margin in slice spacings (``focalstack.data.normalize.working_range_m``),
+            used unless the scene's metadata gives ``depth_range_m``.
+    """
+
+    iterations: int = 200
+    lr: float = 0.05
+    scales: tuple[int, ...] = (4, 2, 1)
+    min_size: int = 16
+    loss: LossConfig = field(default_factory=lambda: LossConfig(kernel_size=None))
+    init: Literal["dff", "network", "constant"] = "dff"
+    checkpoint: str | None = None
+    estimate_blur_scale: bool = False
+    nominal_span_sigma_px: float = 2.0
+    margin: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.init not in ("dff", "network", "constant"):
+            raise ValueError(f"init must be 'dff', 'network' or 'constant', got {self.init!r}")
+        if self.iterations < 0 or self.lr <= 0:
+            raise ValueError(f"need iterations >= 0 and lr > 0, got {self.iterations}, {self.lr}")
+        if not self.scales or any(s < 1 for s in self.scales):
+            raise ValueError(f"scales must be a non-empty sequence of factors >= 1, got {self.scales}")
+        if self.nominal_span_sigma_px <= 0:
+            raise ValueError("nominal_span_sigma_px must be > 0")
+
+
+@dataclass
+class FitResult:
+    """Result of :func:`fit_scene`.
+
+    Attributes:
+        depth_m: (H, W) depth in metres, inside the working range.
+        aif: (3, H, W) all-in-focus image, sRGB in [0, 1].
+        blur_scale: fitted factor on every blur std (1.0 unless estimated).
+        camera: the camera the blur was computed with (possibly completed with nominal values).
+        rerendered: (S, 3, H, W) the slices re-rendered from the result (with ``blur_scale``).
+        history: one dict per step: ``width`` (pixels at that scale), ``step``, ``blur_scale`` and the
+            weighted loss terms.
+    """
+
+    depth_m: torch.Tensor
+    aif: torch.Tensor
+    blur_scale: float
+    camera: ThinLens
+    rerendered: torch.Tensor
+    history: list[dict[str, float]]
+
+
+def resolve_camera(
+    stack: FocalStack, estimate_blur_scale: bool, nominal_span_sigma_px: float = 2.0
+) -> ThinLens:
+    """The stack's camera, or a nominal completion of it when the blur scale is being estimated.
+
+    An incomplete camera (``stack.camera is None``; known entries read from ``stack.meta["camera"]``)
+    keeps its focal length and f-number, fills missing ones with :data:`NOMINAL_FOCAL_LENGTH_M` /
+    :data:`NOMINAL_F_NUMBER`, and takes the pixel pitch that gives a point at the nearest focus distance a
+    blur std of ``nominal_span_sigma_px`` pixels in the farthest-focused slice. Blur is proportional to
+    ``f^2 / (N p)`` (for focus distances well beyond f), so one fitted factor absorbs any error in them.
+
+    Raises:
+        ValueError: the camera is incomplete and ``estimate_blur_scale`` is off, or focus is unknown.
+    """
+    if stack.camera is not None:
+        return stack.camera
+    if not estimate_blur_scale:
+        raise ValueError(
+            f"scene {stack.name!r} has no complete camera (focal length, f-number, pixel pitch); give the "
+            "missing values or enable estimate_blur_scale"
+        )
+    focus = _focus_m(stack)
+    known = stack.meta.get("camera") if isinstance(stack.meta, Mapping) else None
+    known = known if isinstance(known, Mapping) else {}
+    f = float(known.get("focal_length_m") or min(NOMINAL_FOCAL_LENGTH_M, 0.5 * float(focus.min())))
+    n = float(known.get("f_number") or NOMINAL_F_NUMBER)
+    coc = ThinLens(f, n, 1.0).coc_diameter_m(float(focus.min()), float(focus.max()))
+    pitch = coc / (4.0 * nominal_span_sigma_px)  # sigma = CoC / (2 p) / 2
+    return ThinLens(f, n, pitch)
+
+
+def _focus_m(stack: FocalStack) -> torch.Tensor:
+    if stack.focus_m is None:
+        raise ValueError(f"scene {stack.name!r} has no focus distances; they are needed to fit depth")
+    focus = torch.as_tensor(stack.focus_m, dtype=torch.float32).flatten()
+    if focus.numel() != stack.images.shape[0]:
+        raise ValueError(f"{focus.numel()} focus distances for {stack.images.shape[0]} slices")
+    return focus
+
+
+def _depth_range_m(stack: FocalStack, focus: torch.Tensor, margin: float) -> torch.Tensor:
+    given = stack.meta.get("depth_range_m") if isinstance(stack.meta, Mapping) else None
+    if given is not None:
+        return torch.as_tensor(given, dtype=torch.float32).reshape(1, 2)
+    return working_range_m(focus[None], margin)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize (N, C, h, w) to ``size``: area averaging when shrinking, bilinear when enlarging."""
+    if tuple(x.shape[-2:]) == size:
+        return x
+    if size[0] <= x.shape[-2] and size[1] <= x.shape[-1]:
+        return F.interpolate(x, size=size, mode="area")
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def _logit(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    return torch.logit(x.clamp(eps, 1.0 - eps))
+
+
+def _initial_depth_aif(
+    stack: FocalStack, cfg: FitConfig, device: torch.device
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Depth (H, W) / AIF (3, H, W) from the configured initialiser; ``None`` depth means constant."""
+    if cfg.init == "constant":
+        return None, None
+    if cfg.init == "dff":
+        from focalstack.inference.baselines import dff_predict
+
+        return dff_predict(stack)
+    from focalstack.inference.predict import predict
+
+    return predict(stack, checkpoint=cfg.checkpoint, device=device)
+
+
+def _scale_sizes(hw: tuple[int, int], cfg: FitConfig) -> list[tuple[int, int]]:
+    sizes = []
+    for k in cfg.scales:
+        size = (max(1, round(hw[0] / k)), max(1, round(hw[1] / k)))
+        if min(size) >= cfg.min_size or k == cfg.scales[-1]:
+            sizes.append(size)
+    return sizes
+
+
+def fit_scene(
+    stack: FocalStack,
+    cfg: FitConfig | None = None,
+    *,
+    init_depth_m: torch.Tensor | None = None,
+    init_aif: torch.Tensor | None = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> FitResult:
+    """Fit depth and AIF of one focal stack by re-rendering it through the thin lens.
+
+    Args:
+        stack: a ``FocalStack`` (images (S, 3, H, W) sRGB, focus_m (S,) metres, camera ``ThinLens`` or
+            ``None``, meta dict).
+        cfg: fitting options (default :class:`FitConfig`).
+        init_depth_m: (H, W) initial depth in metres; overrides ``cfg.init``.
+        init_aif: (3, H, W) initial AIF; default: from ``cfg.init`` (with a constant depth, the coarse
+            AIF of the initial depth).
+        progress: show a tqdm bar.
+        device: where to optimise (default CPU); results are returned on the CPU.
+
+    Returns:
+        :class:`FitResult` at the stack's full resolution.
+
+    Raises:
+        ValueError: unknown focus distances, an incomplete camera without ``estimate_blur_scale``, or
+            initial values of the wrong shape.
+    """
+    cfg = cfg or FitConfig()
+    device = torch.device(device or "cpu")
+    H, W = stack.images.shape[-2:]
+    focus = _focus_m(stack)
+    camera = resolve_camera(stack, cfg.estimate_blur_scale, cfg.nominal_span_sigma_px)
+    depth_range = _depth_range_m(stack, focus, cfg.margin).to(device)
+    if init_depth_m is None:
+        init_depth_m, init_aif_from_cfg = _initial_depth_aif(stack, cfg, device)
+        init_aif = init_aif_from_cfg if init_aif is None else init_aif
+    for name, x, shape in (("init_depth_m", init_depth_m, (H, W)), ("init_aif", init_aif, (3, H, W))):
+        if x is not None and tuple(x.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(x.shape)}")
+
+    full = _inputs(stack.images.to(device, torch.float32), focus.to(device)[None], camera, depth_range)
+    if init_depth_m is None:
+        z = torch.zeros(1, 1, H, W, device=device)  # t = 0.5
+    else:
+        z = _logit(depth_to_t(init_depth_m.to(device, torch.float32)[None, None], depth_range), _T_EPS)
+    guide = _coarse_aif_of(full, z) if init_aif is None else init_aif.to(device, torch.float32)[None]
+    log_scale = torch.zeros((), device=device, requires_grad=cfg.estimate_blur_scale)
+
+    history: list[dict[str, float]] = []
+    aif = prev_size = None
+    sizes = _scale_sizes((H, W), cfg)
+    with tqdm(total=cfg.iterations * len(sizes), desc=f"fit {stack.name}", disable=not progress) as bar:
+        for size in sizes:
+            inputs = {**full, "stack": _resize(full["stack"][0], size)[None]}
+            inputs["pixel_size_m"] = full["pixel_size_m"] * (W / size[1])
+            guide_k = _resize(guide, size)
+            if aif is not None:
+                # The coarser fit plus the detail of the guide image that the coarser grid could not hold.
+                guide_k = _resize(aif, size) + guide_k - _resize(_resize(guide_k, prev_size), size)
+            z, aif_logit = _resize(z.detach(), size), _logit(guide_k)
+            _optimise(inputs, z, aif_logit, log_scale, cfg, history, bar)
+            aif, prev_size = torch.sigmoid(aif_logit.detach()), size
+
+    with torch.no_grad():
+        depth = t_to_depth(torch.sigmoid(_resize(z, (H, W))), depth_range)
+        outputs = {"aif": _resize(aif, (H, W)), "depth_m": depth}
+        final = self_supervised_losses_detailed(full, outputs, cfg.loss, blur_scale=log_scale.exp())
+    return FitResult(
+        depth_m=depth[0, 0].cpu(),
+        aif=outputs["aif"][0].cpu(),
+        blur_scale=log_scale.exp().item(),
+        camera=camera,
+        rerendered=final.render[0].cpu(),
+        history=history,
+    )
+
+
+def _optimise(
+    inputs: dict[str, torch.Tensor],
+    z: torch.Tensor,
+    aif_logit: torch.Tensor,
+    log_scale: torch.Tensor,
+    cfg: FitConfig,
+    history: list[dict[str, float]],
+    bar: tqdm,
+) -> None:
+    """Adam on one scale, updating the logits (and the log blur scale) in place."""
+    params = [z.requires_grad_(True), aif_logit.requires_grad_(True)]
+    params += [log_scale] if cfg.estimate_blur_scale else []
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.iterations, 1), eta_min=0.1 * cfg.lr)
+    width = inputs["stack"].shape[-1]
+    for step in range(cfg.iterations):
+        depth = t_to_depth(torch.sigmoid(z), inputs["depth_range_m"])
+        outputs = {"aif": torch.sigmoid(aif_logit), "depth_m": depth}
+        terms = self_supervised_losses(inputs, outputs, cfg.loss, blur_scale=log_scale.exp())
+        opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        opt.step()
+        sched.step()
+        record = {k: v.item() for k, v in terms.items()}
+        history.append({"width": width, "step": step, "blur_scale": log_scale.exp().item(), **record})
+        bar.update()
+        bar.set_postfix(loss=f"{record['total']:.3g}")
+
+
+def _inputs(
+    slices: torch.Tensor, focus: torch.Tensor, cam: ThinLens, depth_range: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The ``batch["inputs"]`` dict (batch of one) for slices (S, 3, h, w) and a camera at that size."""
+
+    def one(v: float) -> torch.Tensor:
+        return torch.tensor([v], dtype=torch.float32, device=slices.device)
+
+    return {
+        "stack": slices[None],
+        "focus_m": focus,
+        "focal_length_m": one(cam.focal_length_m),
+        "f_number": one(cam.f_number),
+        "pixel_size_m": one(cam.pixel_size_m),
+        "depth_range_m": depth_range,
+    }
+
+
+def _coarse_aif_of(inputs: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    """Hard coarse AIF (1, 3, h, w) of the depth logit ``z``: per pixel the slice it says is sharpest.
+
+    The choice depends only on which slice has the least blur, so an unknown blur scale does not matter.
+    """
+    with torch.no_grad():
+        depth = t_to_depth(torch.sigmoid(z), inputs["depth_range_m"])
+        sigma = depth_to_sigma_px(
+            depth, inputs["focus_m"], inputs["focal_length_m"], inputs["f_number"], inputs["pixel_size_m"]
+        )
+        return coarse_aif(inputs["stack"], sigma, "hard")

@@ -1,0 +1,289 @@
+"""Self-supervised losses of DAIF-Net: the focal stack is its own supervision.
+
+The predicted AIF image and depth are re-rendered through the thin-lens defocus model into every input
+slice (reconstruction), the AIF is tied to a "coarse AIF" assembled from the sharpest input slices,
+and two priors regularise the result (Laplacian-of-Gaussian sharpness of the AIF, edge-aware
+smoothness of the inverse depth). Ground truth cannot enter: :func:`self_supervised_losses` accepts
+exactly the ``batch["inputs"]`` keys of docs/CONVENTIONS.md and the predictions.
+
+Images are sRGB values in [0, 1], depth is metres, blur is a Gaussian std in pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import kornia
+import torch
+
+from focalstack.data.normalize import depth_to_t
+from focalstack.optics import depth_to_sigma_px, render_stack
+
+#: Keys of ``batch["inputs"]`` (docs/CONVENTIONS.md); nothing else may reach a loss.
+INPUT_KEYS = frozenset({"stack", "focus_m", "focal_length_m", "f_number", "pixel_size_m", "depth_range_m"})
+#: Keys of the predictions passed to the losses.
+OUTPUT_KEYS = frozenset({"aif", "depth_m"})
+
+
+@dataclass
+class LossConfig:
+    """Loss weights and renderer options (defaults: the paper's code; its README uses sharpness 10).
+
+    Attributes:
+        recon_weight: weight of the slice reconstruction term ``mix (1 - SSIM) + (1 - mix) L1``.
+        aif_weight: weight of the AIF vs coarse-AIF term (same photometric mix).
+        sharpness_weight: weight of the LoG sharpness prior on the AIF (a reward: the term is <= 0).
+        smooth_weight: weight of the edge-aware smoothness of the normalised inverse depth ``t``.
+        smooth_beta: edge sensitivity: the smoothness weight is ``exp(-beta |grad AIF|)``.
+        ssim_mix: share of ``1 - SSIM`` in the photometric mix (the rest is L1).
+        ssim_window: SSIM Gaussian window size (pixels, odd; std 1.5 px).
+        log_sigma_px: std of the Gaussian in the Laplacian-of-Gaussian (pixels).
+        render_mode: renderer mode, ``"gather"`` or ``"scatter"`` (``focalstack.optics.render_stack``).
+        psf: renderer point-spread function, ``"gaussian"`` or ``"disc"``.
+        kernel_size: renderer window (pixels, odd) or ``None`` for the renderer's automatic size.
+        coarse_aif: ``"hard"`` (paper: per pixel the slice with the smallest predicted blur; no gradient
+            to depth) or ``"soft"`` (softmin over the blur; differentiable in depth).
+        coarse_temperature_px: softmin temperature in pixels of blur std (``"soft"`` only).
+    """
+
+    recon_weight: float = 1e3
+    aif_weight: float = 1e2
+    sharpness_weight: float = 1.0
+    smooth_weight: float = 10.0
+    smooth_beta: float = 2.5
+    ssim_mix: float = 0.85
+    ssim_window: int = 7
+    log_sigma_px: float = 1.0
+    render_mode: Literal["gather", "scatter"] = "gather"
+    psf: Literal["gaussian", "disc"] = "gaussian"
+    kernel_size: int | None = 7
+    coarse_aif: Literal["hard", "soft"] = "hard"
+    coarse_temperature_px: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.coarse_aif not in ("hard", "soft"):
+            raise ValueError(f"coarse_aif must be 'hard' or 'soft', got {self.coarse_aif!r}")
+        if self.coarse_temperature_px <= 0 or self.log_sigma_px <= 0:
+            raise ValueError("coarse_temperature_px and log_sigma_px must be > 0")
+        if not 0.0 <= self.ssim_mix <= 1.0:
+            raise ValueError(f"ssim_mix must be in [0, 1], got {self.ssim_mix}")
+        if self.ssim_window < 3 or self.ssim_window % 2 == 0:
+            raise ValueError(f"ssim_window must be odd and >= 3, got {self.ssim_window}")
+
+
+class LossOutput(NamedTuple):
+    """Everything one loss evaluation computed, so a trainer can log images without rendering twice.
+
+    Attributes:
+        terms: weighted loss terms ``recon``, ``aif``, ``sharpness``, ``smooth`` and their sum ``total``.
+        render: (B, S, 3, H, W) the stack re-rendered from the predicted AIF and depth.
+        sigma_px: (B, S, H, W) predicted blur std per slice (pixels).
+        coarse_aif: (B, 3, H, W) the coarse AIF the predicted AIF was compared with.
+    """
+
+    terms: dict[str, torch.Tensor]
+    render: torch.Tensor
+    sigma_px: torch.Tensor
+    coarse_aif: torch.Tensor
+
+
+def photometric_loss(
+    pred: torch.Tensor, target: torch.Tensor, ssim_mix: float = 0.85, window: int = 7
+) -> torch.Tensor:
+    """``ssim_mix * (1 - SSIM) + (1 - ssim_mix) * L1``, averaged over everything.
+
+    Args:
+        pred, target: (..., C, H, W) images in [0, 1] (leading dimensions are flattened).
+        ssim_mix: share of the SSIM part.
+        window: SSIM Gaussian window size (pixels).
+
+    Returns:
+        Scalar tensor; 0 when ``pred == target``.
+    """
+    if pred.shape != target.shape or pred.dim() < 4:
+        raise ValueError(f"pred and target need one (..., C, H, W) shape, got {pred.shape}, {target.shape}")
+    p, t = pred.flatten(0, -4), target.flatten(0, -4)
+    l1 = (p - t).abs().mean()
+    if ssim_mix == 0:
+        return l1
+    dssim = 1.0 - kornia.metrics.ssim(p, t, window, max_val=1.0).mean()
+    return ssim_mix * dssim + (1.0 - ssim_mix) * l1
+
+
+def coarse_aif(
+    stack: torch.Tensor, sigma_px: torch.Tensor, mode: str = "hard", temperature_px: float = 0.25
+) -> torch.Tensor:
+    """Per-pixel composite of the input slices that the predicted depth says are sharpest.
+
+    Args:
+        stack: (B, S, C, H, W) input slices.
+        sigma_px: (B, S, H, W) predicted blur std of every slice (pixels).
+        mode: ``"hard"``: the slice with the smallest blur (piecewise constant in depth: zero gradient);
+            ``"soft"``: softmin weights ``softmax(-sigma / temperature)`` over the slices
+            (differentiable; tends to ``"hard"`` as the temperature goes to 0).
+        temperature_px: softmin temperature in pixels.
+
+    Returns:
+        (B, C, H, W) coarse all-in-focus image.
+    """
+    if stack.dim() != 5 or sigma_px.shape != stack.shape[:2] + stack.shape[3:]:
+        raise ValueError(
+            f"expected stack (B, S, C, H, W) and sigma (B, S, H, W), got {stack.shape}, {sigma_px.shape}"
+        )
+    if mode == "hard":
+        idx = sigma_px.argmin(dim=1, keepdim=True)  # (B, 1, H, W)
+        idx = idx[:, :, None].expand(-1, -1, stack.shape[2], -1, -1)
+        return stack.gather(1, idx)[:, 0]
+    if mode == "soft":
+        if temperature_px <= 0:
+            raise ValueError(f"temperature_px must be > 0, got {temperature_px}")
+        weights = torch.softmax(-sigma_px / temperature_px, dim=1)
+        return (weights[:, :, None] * stack).sum(dim=1)
+    raise ValueError(f"mode must be 'hard' or 'soft', got {mode!r}")
+
+
+def log_sharpness_loss(aif: torch.Tensor, sigma_px: float = 1.0) -> torch.Tensor:
+    """Sharpness prior: minus the mean absolute Laplacian-of-Gaussian response of the grey image.
+
+    Sharper images score lower (more negative), so minimising it favours detail in the AIF.
+
+    Args:
+        aif: (B, C, H, W) image in [0, 1].
+        sigma_px: std of the pre-smoothing Gaussian (pixels); suppresses pixel noise.
+
+    Returns:
+        Scalar tensor <= 0.
+    """
+    if aif.dim() != 4:
+        raise ValueError(f"aif must be (B, C, H, W), got {tuple(aif.shape)}")
+    grey = aif.mean(dim=1, keepdim=True)
+    ksize = 2 * int(3.0 * sigma_px + 0.5) + 1
+    smooth = kornia.filters.gaussian_blur2d(grey, ksize, (sigma_px, sigma_px), border_type="replicate")
+    return -kornia.filters.laplacian(smooth, 3, border_type="replicate").abs().mean()
+
+
+def edge_aware_smoothness(t: torch.Tensor, image: torch.Tensor, beta: float = 2.5) -> torch.Tensor:
+    """Edge-aware first-order smoothness ``mean |dt| exp(-beta |dI|)`` over x and y.
+
+    Forward differences are used on purpose: central differences (kornia's ``"diff"`` mode) cannot see
+    a one-pixel checkerboard, which a per-pixel depth optimisation would then be free to grow.
+
+    Args:
+        t: (B, 1, H, W) normalised inverse depth (camera independent: "slice units").
+        image: (B, C, H, W) guide image; its gradients are not propagated.
+        beta: edge sensitivity.
+
+    Returns:
+        Scalar tensor >= 0; 0 for a constant ``t``.
+    """
+    if t.dim() != 4 or t.shape[1] != 1 or image.dim() != 4 or image.shape[-2:] != t.shape[-2:]:
+        raise ValueError(f"expected t (B, 1, H, W) and image (B, C, H, W), got {t.shape} and {image.shape}")
+    img = image.detach()
+    loss = t.new_zeros(())
+    for dim in (-1, -2):
+        dt = t.diff(dim=dim).abs()
+        weight = torch.exp(-beta * img.diff(dim=dim).abs().mean(dim=1, keepdim=True))
+        loss = loss + (dt * weight).mean()
+    return loss
+
+
+def _check_batch(inputs: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
+    extra, missing = set(inputs) - INPUT_KEYS, INPUT_KEYS - set(inputs)
+    if extra or missing:
+        raise ValueError(
+            f"losses take exactly batch['inputs'] {sorted(INPUT_KEYS)} (ground truth must never reach a "
+            f"loss); unexpected {sorted(extra)}, missing {sorted(missing)}"
+        )
+    extra, missing = set(outputs) - OUTPUT_KEYS, OUTPUT_KEYS - set(outputs)
+    if extra or missing:
+        raise ValueError(
+            f"outputs must have exactly {sorted(OUTPUT_KEYS)}; "
+            f"unexpected {sorted(extra)}, missing {sorted(missing)}"
+        )
+    stack, aif, depth = inputs["stack"], outputs["aif"], outputs["depth_m"]
+    if stack.dim() != 5 or stack.shape[2] != 3 or stack.shape[1] < 2:
+        raise ValueError(f"inputs['stack'] must be (B, S >= 2, 3, H, W), got {tuple(stack.shape)}")
+    B, S, _, H, W = stack.shape
+    expected = {
+        "focus_m": (B, S),
+        "focal_length_m": (B,),
+        "f_number": (B,),
+        "pixel_size_m": (B,),
+        "depth_range_m": (B, 2),
+    }
+    for key, shape in expected.items():
+        if tuple(inputs[key].shape) != shape:
+            raise ValueError(f"inputs[{key!r}] must have shape {shape}, got {tuple(inputs[key].shape)}")
+    if tuple(aif.shape) != (B, 3, H, W) or tuple(depth.shape) != (B, 1, H, W):
+        raise ValueError(
+            f"outputs must be aif (B, 3, H, W) and depth_m (B, 1, H, W) with (B, H, W) = {(B, H, W)}, got "
+            f"{tuple(aif.shape)} and {tuple(depth.shape)}"
+        )
+
+
+def self_supervised_losses_detailed(
+    inputs: dict[str, torch.Tensor],
+    outputs: dict[str, torch.Tensor],
+    cfg: LossConfig,
+    *,
+    blur_scale: torch.Tensor | float | None = None,
+) -> LossOutput:
+    """All self-supervised terms plus the intermediate images (see :func:`self_supervised_losses`).
+
+    Args:
+        inputs: ``batch["inputs"]`` exactly (docs/CONVENTIONS.md); any other key raises ``ValueError``.
+        outputs: ``{"aif": (B, 3, H, W) sRGB in [0, 1], "depth_m": (B, 1, H, W) metres}``.
+        cfg: weights and renderer options.
+        blur_scale: optional factor on every blur std, a scalar or (B,) tensor (per-scene fitting of
+            cameras with unknown pixel pitch / aperture).
+
+    Returns:
+        :class:`LossOutput` with weighted terms, the re-rendered stack, the blur and the coarse AIF.
+    """
+    _check_batch(inputs, outputs)
+    stack, aif, depth = inputs["stack"], outputs["aif"], outputs["depth_m"]
+    sigma = depth_to_sigma_px(
+        depth, inputs["focus_m"], inputs["focal_length_m"], inputs["f_number"], inputs["pixel_size_m"]
+    )
+    if blur_scale is not None:
+        scale = torch.as_tensor(blur_scale, dtype=sigma.dtype, device=sigma.device)
+        sigma = sigma * (scale.reshape(-1, 1, 1, 1) if scale.dim() else scale)
+    render = render_stack(aif, sigma, kernel_size=cfg.kernel_size, mode=cfg.render_mode, psf=cfg.psf)
+    coarse = coarse_aif(stack, sigma, cfg.coarse_aif, cfg.coarse_temperature_px)
+    t = depth_to_t(depth, inputs["depth_range_m"])
+    terms = {
+        "recon": cfg.recon_weight * photometric_loss(render, stack, cfg.ssim_mix, cfg.ssim_window),
+        "aif": cfg.aif_weight * photometric_loss(aif, coarse, cfg.ssim_mix, cfg.ssim_window),
+        "sharpness": cfg.sharpness_weight * log_sharpness_loss(aif, cfg.log_sigma_px),
+        "smooth": cfg.smooth_weight * edge_aware_smoothness(t, aif, cfg.smooth_beta),
+    }
+    terms["total"] = sum(terms.values())
+    return LossOutput(terms, render, sigma, coarse)
+
+
+def self_supervised_losses(
+    inputs: dict[str, torch.Tensor],
+    outputs: dict[str, torch.Tensor],
+    cfg: LossConfig,
+    *,
+    blur_scale: torch.Tensor | float | None = None,
+) -> dict[str, torch.Tensor]:
+    """Weighted self-supervised loss terms of DAIF-Net.
+
+    Terms (each already multiplied by its ``cfg`` weight): ``recon`` (every slice re-rendered from the
+    predicted AIF and depth through the lens vs the input slice), ``aif`` (AIF vs coarse AIF),
+    ``sharpness`` (LoG prior, <= 0), ``smooth`` (edge-aware smoothness of the normalised inverse depth),
+    and ``total``. Use :func:`self_supervised_losses_detailed` to also get the rendered stack.
+
+    Args:
+        inputs: ``batch["inputs"]`` exactly (stack (B, S, 3, H, W), focus_m (B, S), focal_length_m,
+            f_number, pixel_size_m (B,), depth_range_m (B, 2)); other keys raise ``ValueError``.
+        outputs: ``{"aif": (B, 3, H, W), "depth_m": (B, 1, H, W)}``.
+        cfg: weights and renderer options.
+        blur_scale: optional factor on every blur std (scalar or (B,)).
+
+    Returns:
+        dict of scalar tensors.
+    """
+    return self_supervised_losses_detailed(inputs, outputs, cfg, blur_scale=blur_scale).terms

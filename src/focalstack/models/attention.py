@@ -1,0 +1,75 @@
+"""DAIF-Net with a slice-attention head: depth and AIF as soft selections over the focal stack.
+
+The paper's DAIF-Net regresses the AIF colours and the depth from max-fused features. Here the same
+encoder/decoder instead scores every slice at every pixel; a softmax over the slices gives weights
+``w_i`` with which
+
+- the AIF is ``sum_i w_i J_i`` (plus a small learned correction), i.e. focus stacking learned end to
+  end: colours come from the photos themselves, so they are right from the first step;
+- the normalised inverse depth is ``sum_i w_i u_i`` (plus a learned residual in logit space so depth
+  can leave the span of the focus distances), i.e. depth is anchored at the slices' focus distances.
+
+"Sharpness is the link between depth and AIF" (method.md) becomes literal: one set of weights serves
+both. Everything else (shared encoder, layer-wise global pooling, max fusion, order invariance, any S,
+any size) is DAIF-Net's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from focalstack.models.blocks import stack_max
+from focalstack.models.daifnet import DAIFNet, _check_inputs
+
+#: Largest change the learned correction may make to the soft-selected AIF (sRGB units).
+AIF_CORRECTION = 0.25
+_EPS = 1e-4
+
+
+class DAIFNetAttention(DAIFNet):
+    """DAIF-Net whose head softly selects slices (see module docstring); same arguments as DAIF-Net."""
+
+    def __init__(self, width: int = 16, depth: int = 4) -> None:
+        super().__init__(width, depth)
+        ch = width
+        self.score = nn.Sequential(
+            nn.Conv2d(2 * ch, ch, 3, padding=1),
+            nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(ch, 1, 3, padding=1),
+        )
+        # The corrections start at zero: the untrained model is plain soft focus stacking.
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, stack: torch.Tensor, focus_u: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Args: stack (B, S, 3, H, W) sRGB in [0, 1]; focus_u (B, S). Returns {"aif", "t"} as DAIF-Net."""
+        _check_inputs(stack, focus_u)
+        B, S, _, H, W = stack.shape
+        mult = 2**self.depth
+        pad_h, pad_w = -H % mult, -W % mult
+        x = stack.flatten(0, 1)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        u_plane = focus_u.to(x.dtype).reshape(B * S, 1, 1, 1).expand(-1, 1, *x.shape[-2:])
+        stem = self.stem(torch.cat([x, u_plane], dim=1))
+
+        feats, skips = stem, []
+        for block in self.down:
+            pooled = stack_max(feats, B)
+            skips.append(pooled)
+            feats = block(F.max_pool2d(feats, 2), F.max_pool2d(pooled, 2))
+        y = stack_max(feats, B)
+        for block, skip in zip(self.up, reversed(skips)):
+            y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
+            y = block(torch.cat([y, skip], dim=1))
+
+        shared = y.repeat_interleave(S, dim=0)  # (B * S, C, H', W') decoder context for every slice
+        scores = self.score(torch.cat([stem, shared], dim=1)).unflatten(0, (B, S))[:, :, 0, :H, :W]
+        weights = torch.softmax(scores, dim=1)  # (B, S, H, W)
+        head = self.head(y)[..., :H, :W]
+        aif = (weights[:, :, None] * stack).sum(dim=1) + AIF_CORRECTION * torch.tanh(head[:, :3])
+        t_sel = (weights * focus_u.to(weights.dtype)[:, :, None, None]).sum(dim=1, keepdim=True)
+        t = torch.sigmoid(torch.logit(t_sel.clamp(_EPS, 1 - _EPS)) + head[:, 3:])
+        return {"aif": aif.clamp(0, 1), "t": t}
