@@ -23,6 +23,8 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+    # `make test` runs two xdist workers on two cores: more threads per worker only contend.
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

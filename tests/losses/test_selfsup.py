@@ -251,3 +251,28 @@ def test_depth_gradient_through_recon_and_soft_coarse_aif() -> None:
 def test_config_is_a_plain_dataclass() -> None:
     cfg = LossConfig(sharpness_weight=10.0)
     assert dataclasses.asdict(cfg)["sharpness_weight"] == 10.0
+
+
+def test_focus_prior_prefers_true_depth_and_is_opt_in():
+    from focalstack.data.normalize import depth_to_t, working_range_m
+    from focalstack.data.procedural import ProceduralConfig, procedural_scene
+    from focalstack.losses.selfsup import focus_prior
+
+    s = procedural_scene(ProceduralConfig(size=(64, 64)), torch.Generator().manual_seed(3))
+    focus, rng = s.focus_m[None].float(), working_range_m(s.focus_m[None]).float()
+    t_true = depth_to_t(s.depth_m[None, None].float(), rng)
+    t_true.requires_grad_(True)
+    at_truth = focus_prior(s.images[None], t_true, focus, rng)
+    at_const = focus_prior(s.images[None], torch.full_like(t_true, 0.5), focus, rng)
+    assert at_truth < 0.5 * at_const
+    at_truth.backward()
+    assert t_true.grad.abs().sum() > 0
+
+
+def test_focus_prior_term_only_when_weighted() -> None:
+    inputs, outputs, _ = _scene()
+    assert "focus_prior" not in self_supervised_losses(inputs, outputs, LossConfig())
+    terms = self_supervised_losses(inputs, outputs, LossConfig(focus_prior_weight=10.0))
+    assert terms["focus_prior"] >= 0
+    rest = sum(v for k, v in terms.items() if k != "total")
+    torch.testing.assert_close(terms["total"], rest)

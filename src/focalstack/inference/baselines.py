@@ -69,7 +69,7 @@ def focus_measure(images: torch.Tensor, *, window: int = 9) -> torch.Tensor:
     return kornia.filters.box_blur(energy, window)[:, 0] if window > 1 else energy[:, 0]
 
 
-def _peak(fm: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def focus_peak(fm: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Sub-slice position of each pixel's focus peak.
 
     Fits a parabola through ``(x_i, log fm_i)`` at the best slice and its two neighbours (at either end
@@ -115,7 +115,7 @@ def dff_slice_index(stack: FocalStack | torch.Tensor, *, window: int = 9) -> tor
     """
     images, _ = _unpack(stack)
     idx = torch.arange(images.shape[0], dtype=torch.float64, device=images.device)
-    return _peak(focus_measure(images, window=window), idx).to(images.dtype)
+    return focus_peak(focus_measure(images, window=window), idx).to(images.dtype)
 
 
 def dff_depth(
@@ -137,7 +137,7 @@ def dff_depth(
     images, focus = _unpack(stack, focus_m)
     if focus is None:
         raise ValueError("dff_depth needs focus distances; use dff_slice_index for order-only stacks")
-    diopters = _peak(focus_measure(images, window=window), 1.0 / focus)
+    diopters = focus_peak(focus_measure(images, window=window), 1.0 / focus)
     return (1.0 / diopters).to(images.dtype)
 
 
