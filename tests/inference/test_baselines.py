@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from focalstack.inference.baselines import (
-    _peak,
+    focus_peak,
     dff_depth,
     dff_predict,
     dff_slice_index,
@@ -74,13 +74,13 @@ def test_peak_exact_for_gaussian_measure_nonuniform_spacing() -> None:
     x = torch.tensor([2.0, 1.6, 1.0, 0.9, 0.3], dtype=torch.float64)  # decreasing, uneven
     true = torch.tensor([1.75, 1.2, 0.95, 0.5], dtype=torch.float64)
     fm = torch.exp(-((x[:, None] - true[None]) ** 2) / (2 * 0.4**2))[:, None, :]  # (S, 1, 4)
-    assert torch.allclose(_peak(fm, x)[0], true, atol=1e-9)
+    assert torch.allclose(focus_peak(fm, x)[0], true, atol=1e-9)
 
 
 def test_peak_matches_polyfit_reference() -> None:
     x = torch.tensor([0.0, 1.0, 2.5, 3.0, 4.5, 6.0], dtype=torch.float64)
     fm = torch.rand(6, 5, 7, dtype=torch.float64) + 0.01
-    fast = _peak(fm, x).numpy()
+    fast = focus_peak(fm, x).numpy()
     logs, xs = np.log(fm.numpy()), x.numpy()
     for r in range(5):
         for c in range(7):
