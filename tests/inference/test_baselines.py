@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from focalstack.inference.baselines import (
-    focus_peak,
     dff_depth,
     dff_predict,
     dff_slice_index,
     focus_measure,
+    focus_peak,
     focus_stack_aif,
 )
 from focalstack.optics import ThinLens, depth_to_sigma_px, render_stack
