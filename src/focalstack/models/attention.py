@@ -10,8 +10,11 @@ encoder/decoder instead scores every slice at every pixel; a softmax over the sl
   can leave the span of the focus distances), i.e. depth is anchored at the slices' focus distances.
 
 "Sharpness is the link between depth and AIF" (method.md) becomes literal: one set of weights serves
-both. Everything else (shared encoder, layer-wise global pooling, max fusion, order invariance, any S,
-any size) is DAIF-Net's.
+both. The scores start from a classical cue: ``beta * log`` of each slice's focus measure (smoothed
+squared Laplacian, relative to the stack mean) plus a learned, zero-initialised correction, so the
+untrained network already is soft depth-from-focus with soft focus stacking and training (self-
+supervised) refines it. Everything else (shared encoder, layer-wise global pooling, max fusion, order
+invariance, any S, any size) is DAIF-Net's.
 """
 
 from __future__ import annotations
@@ -20,11 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from focalstack.inference.baselines import focus_measure
 from focalstack.models.blocks import stack_max
 from focalstack.models.daifnet import DAIFNet, _check_inputs
 
 #: Largest change the learned correction may make to the soft-selected AIF (sRGB units).
 AIF_CORRECTION = 0.25
+#: Initial sharpness of the focus-measure softmax: weights ~ focus_measure ** FOCUS_BETA.
+FOCUS_BETA = 30.0
+#: Focus-measure window (pixels) and floor (squared-Laplacian units).
+FOCUS_WINDOW, FOCUS_FLOOR = 9, 1e-4
 _EPS = 1e-4
 
 
@@ -39,9 +47,12 @@ class DAIFNetAttention(DAIFNet):
             nn.LeakyReLU(0.1, inplace=True),
             nn.Conv2d(ch, 1, 3, padding=1),
         )
-        # The corrections start at zero: the untrained model is plain soft focus stacking.
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        # The corrections start near zero (tiny, not zero, so every layer receives a gradient): the
+        # untrained model is soft depth from focus with soft focus stacking.
+        for layer in (self.score[-1], self.head):
+            nn.init.normal_(layer.weight, std=1e-3)
+            nn.init.zeros_(layer.bias)
+        self.log_beta = nn.Parameter(torch.tensor(float(FOCUS_BETA)).log())
 
     def forward(self, stack: torch.Tensor, focus_u: torch.Tensor) -> dict[str, torch.Tensor]:
         """Args: stack (B, S, 3, H, W) sRGB in [0, 1]; focus_u (B, S). Returns {"aif", "t"} as DAIF-Net."""
@@ -66,7 +77,12 @@ class DAIFNetAttention(DAIFNet):
             y = block(torch.cat([y, skip], dim=1))
 
         shared = y.repeat_interleave(S, dim=0)  # (B * S, C, H', W') decoder context for every slice
-        scores = self.score(torch.cat([stem, shared], dim=1)).unflatten(0, (B, S))[:, :, 0, :H, :W]
+        learned = self.score(torch.cat([stem, shared], dim=1)).unflatten(0, (B, S))[:, :, 0, :H, :W]
+        with torch.no_grad():
+            fm = focus_measure(stack.flatten(0, 1), window=FOCUS_WINDOW).unflatten(0, (B, S))
+            cue = (fm + FOCUS_FLOOR).log()
+            cue = cue - cue.mean(dim=1, keepdim=True)
+        scores = self.log_beta.exp() * cue + learned
         weights = torch.softmax(scores, dim=1)  # (B, S, H, W)
         head = self.head(y)[..., :H, :W]
         aif = (weights[:, :, None] * stack).sum(dim=1) + AIF_CORRECTION * torch.tanh(head[:, :3])
