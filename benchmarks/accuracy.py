@@ -125,6 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "accuracy")
     parser.add_argument("--quick", action="store_true", help="2 scenes per set, short budgets (smoke run)")
+    parser.add_argument("--limit", type=int, default=None, help="first N test scenes per set (default: all)")
     parser.add_argument("--train-minutes", type=float, default=10.0)
     parser.add_argument("--tta-minutes", type=float, default=5.0)
     parser.add_argument("--fit-iterations", type=int, default=100)
@@ -133,7 +134,7 @@ def main() -> None:
     parser.add_argument("--md", default=str(REPO / "docs" / "results" / "accuracy.md"))
     args = parser.parse_args()
     torch.set_num_threads(2)
-    limit = 2 if args.quick else None
+    limit = 2 if args.quick else args.limit
     train_min, tta_min = (0.2, 0.2) if args.quick else (args.train_minutes, args.tta_minutes)
     fit_iters = 10 if args.quick else args.fit_iterations
     sets = test_sets(args.data, limit)

@@ -16,7 +16,7 @@ def test_train_procedural_benchmark_short_run(tmp_path: Path) -> None:
     main(args)
     payload = json.loads(out.read_text())
     assert set(payload["results"]) == {
-        "DAIF-Net trained", "DAIF-Net untrained", "constant (mid range)", "DFF (classical)"
+        "daifnet w16 trained", "daifnet w16 untrained", "constant (mid range)", "DFF (classical)"
     }
     for row in payload["results"].values():
         assert set(row) == set(METRICS)
