@@ -353,7 +353,7 @@ def main() -> None:
     md = args.md or (None if args.quick else REPO / "docs" / "results" / "render.md")
     save(args.out, None, payload, text)
     if md is not None:
-        atomic_write(md, lambda p: p.write_text("# Renderer benchmark\n\n" + text + "\n"))
+        atomic_write(md, lambda p: p.write_text(text + "\n"))  # spliced into README.md as is
         print(f"wrote {md}")
 
 

@@ -27,9 +27,10 @@ SIGMA_PER_COC_RADIUS = 0.5
 def _as_tensor(x: Any, like: torch.Tensor | None = None) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x
-    dtype = like.dtype if like is not None and like.is_floating_point() else torch.get_default_dtype()
-    device = like.device if like is not None else None
-    return torch.as_tensor(x, dtype=dtype, device=device)
+    if like is None:  # all-float call: compute in double so the returned float is exact to ~1e-16
+        return torch.as_tensor(x, dtype=torch.float64)
+    dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+    return torch.as_tensor(x, dtype=dtype, device=like.device)
 
 
 def _check_finite_positive(name: str, x: torch.Tensor) -> None:
@@ -74,7 +75,7 @@ def coc_diameter_m(
         _check_finite_positive("focus_m", F)
         _check_finite_positive("focal_length_m", f)
         _check_finite_positive("f_number", N)
-        if (F <= f).any():
+        if (f >= F).any():
             raise ValueError(
                 f"focus distance must exceed the focal length: min focus {float(F.min()):.4g} m "
                 f"<= focal length {float(f.max()):.4g} m"
@@ -180,8 +181,12 @@ class ThinLens:
             )
         if max_coc_radius_px < 0:
             raise ValueError(f"max_coc_radius_px must be >= 0, got {max_coc_radius_px}")
-        k = 2.0 * self.pixel_size_m * max_coc_radius_px * (focus_m - self.focal_length_m) / (
-            self.aperture_m * self.focal_length_m
+        k = (
+            2.0
+            * self.pixel_size_m
+            * max_coc_radius_px
+            * (focus_m - self.focal_length_m)
+            / (self.aperture_m * self.focal_length_m)
         )
         # |d - F| / d = k  ->  near: d = F / (1 + k); far: d = F / (1 - k) when k < 1.
         near = focus_m / (1.0 + k)
