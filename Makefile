@@ -27,10 +27,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.run_all
 
 bench-render: $(STAMP)
-	$(BIN)/python benchmarks/render.py
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.render
 
 clean:
 	rm -rf demo_out runs .pytest_cache
