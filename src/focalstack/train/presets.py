@@ -27,6 +27,19 @@ def procedural_cpu() -> TrainConfig:
     )
 
 
+def shipped() -> TrainConfig:
+    """The recipe of the shipped weights (``focalstack/weights/default.pt``): slice-attention DAIF-Net,
+    width 8, procedural scenes on the fly, 96^2 crops with 3-5 slices, the paper's losses plus the focus
+    prior; 1800 steps (about 15 min on 2 CPU cores)."""
+    cfg = procedural_cpu()
+    cfg.model = ModelConfig(name="daifnet-attn", width=8, depth=4)
+    cfg.loss = LossConfig(focus_prior_weight=200.0)
+    cfg.data.crop, cfg.data.min_slices = 96, 3
+    cfg.log.val_every = 600
+    cfg.out, cfg.max_steps, cfg.time_budget_min, cfg.threads, cfg.seed = "runs/shipped", 1800, 28.0, 1, 0
+    return cfg
+
+
 def _paper(root: str, out: str, max_steps: int) -> TrainConfig:
     """The paper's recipe: DAIF-Net width 16 / depth 4, AdamW 5e-4 / 5e-4, cosine, batch 32, 256^2."""
     return TrainConfig(
@@ -57,6 +70,7 @@ def tta() -> TrainConfig:
     """Fine-tune the shipped weights on the user's own scenes (``--data DIR``): short, constant lr."""
     cfg = procedural_cpu()
     cfg.init = "default"
+    cfg.loss = LossConfig(focus_prior_weight=200.0)  # as the shipped weights were trained
     cfg.data = DataConfig(root="scenes", crop=128, num_slices=5, batch_size=2)
     cfg.optim = OptimConfig(lr=1e-4, schedule="constant", warmup_steps=10)
     cfg.log = LogConfig(log_every=10, image_every=50, val_every=0, ckpt_every=100)
@@ -66,6 +80,7 @@ def tta() -> TrainConfig:
 
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "procedural-cpu": procedural_cpu,
+    "shipped": shipped,
     "paper-nyu": paper_nyu,
     "paper-defocusnet": paper_defocusnet,
     "tta": tta,
