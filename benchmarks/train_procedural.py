@@ -44,9 +44,9 @@ METRICS = ("delta1", "absrel", "error_slices")
 EVAL_SEED = 20_230_618
 
 
-def bench_config(out: Path, minutes: float, workers: int, pool: int, device: str):
-    """The procedural-cpu preset (width 16, batch 4 x 5 slices x 128^2) with a time budget."""
-    cfg = get_preset("procedural-cpu")
+def bench_config(out: Path, minutes: float, workers: int, pool: int, device: str, preset: str = "procedural-cpu"):
+    """A preset (default procedural-cpu: width 16, batch 4 x 5 slices x 128^2) with a time budget."""
+    cfg = get_preset(preset)
     cfg.out = str(out)
     cfg.device = device
     cfg.time_budget_min = minutes
@@ -217,7 +217,8 @@ def report(
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="training time budget")
-    parser.add_argument("--model", default=None, help="model trained (default: the preset's, daifnet)")
+    parser.add_argument("--preset", default="procedural-cpu", help="training recipe (e.g. shipped)")
+    parser.add_argument("--model", default=None, help="model trained (default: the preset's)")
     parser.add_argument("--width", type=int, default=None, help="width of the trained model (default: preset's)")
     parser.add_argument("--crop", type=int, default=None, help="training crop (default: the preset's, 128)")
     parser.add_argument("--scenes", type=int, default=32, help="held-out evaluation scenes")
@@ -235,7 +236,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg.max_steps = 10**6  # placeholder until the speed is known
     # The speed figures are always the paper's setting (width-16 DAIF-Net, 4 x 5 x 128^2).
     speed = measure_speed(Trainer(cfg), args.speed_steps)
-    if args.model or args.width or args.crop:
+    if args.preset != "procedural-cpu":
+        cfg = bench_config(Path(args.run), args.minutes, args.workers, args.pool, args.device, args.preset)
+        cfg.max_steps = 10**6
+    if args.model or args.width or args.crop or args.preset != "procedural-cpu":
         cfg.model = dataclasses.replace(
             cfg.model, name=args.model or cfg.model.name, width=args.width or cfg.model.width
         )
