@@ -20,11 +20,9 @@ invariance, any S, any size) is DAIF-Net's.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from focalstack.inference.baselines import focus_measure
-from focalstack.models.blocks import stack_max
 from focalstack.models.daifnet import DAIFNet, _check_inputs
 
 #: Largest change the learned correction may make to the soft-selected AIF (sRGB units).
@@ -58,24 +56,7 @@ class DAIFNetAttention(DAIFNet):
         """Args: stack (B, S, 3, H, W) sRGB in [0, 1]; focus_u (B, S). Returns {"aif", "t"} as DAIF-Net."""
         _check_inputs(stack, focus_u)
         B, S, _, H, W = stack.shape
-        mult = 2**self.depth
-        pad_h, pad_w = -H % mult, -W % mult
-        x = stack.flatten(0, 1)
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        u_plane = focus_u.to(x.dtype).reshape(B * S, 1, 1, 1).expand(-1, 1, *x.shape[-2:])
-        stem = self.stem(torch.cat([x, u_plane], dim=1))
-
-        feats, skips = stem, []
-        for block in self.down:
-            pooled = stack_max(feats, B)
-            skips.append(pooled)
-            feats = block(F.max_pool2d(feats, 2), F.max_pool2d(pooled, 2))
-        y = stack_max(feats, B)
-        for block, skip in zip(self.up, reversed(skips)):
-            y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
-            y = block(torch.cat([y, skip], dim=1))
-
+        stem, y = self.encode_decode(stack, focus_u)
         shared = y.repeat_interleave(S, dim=0)  # (B * S, C, H', W') decoder context for every slice
         learned = self.score(torch.cat([stem, shared], dim=1)).unflatten(0, (B, S))[:, :, 0, :H, :W]
         with torch.no_grad():

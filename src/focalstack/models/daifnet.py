@@ -64,6 +64,21 @@ class DAIFNet(nn.Module):
             ``focalstack.data.normalize.t_to_depth``.
         """
         _check_inputs(stack, focus_u)
+        H, W = stack.shape[-2:]
+        _, y = self.encode_decode(stack, focus_u)
+        out = torch.sigmoid(self.head(y)[..., :H, :W])
+        return {"aif": out[:, :3], "t": out[:, 3:]}
+
+    def encode_decode(self, stack: torch.Tensor, focus_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The shared trunk: per-slice stem features and the fused decoder output (inputs unchecked).
+
+        Args:
+            stack: (B, S, 3, H, W); focus_u: (B, S).
+
+        Returns:
+            ``(stem (B * S, width, H', W'), y (B, width, H', W'))`` at the padded size H' x W'
+            (multiples of ``2**depth``); crop with ``[..., :H, :W]``.
+        """
         B, S, _, H, W = stack.shape
         mult = 2**self.depth
         pad_h, pad_w = -H % mult, -W % mult
@@ -71,9 +86,9 @@ class DAIFNet(nn.Module):
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         u_plane = focus_u.to(x.dtype).reshape(B * S, 1, 1, 1).expand(-1, 1, *x.shape[-2:])
-        feats = self.stem(torch.cat([x, u_plane], dim=1))
+        stem = self.stem(torch.cat([x, u_plane], dim=1))
 
-        skips = []
+        feats, skips = stem, []
         for block in self.down:
             pooled = stack_max(feats, B)
             skips.append(pooled)
@@ -83,5 +98,4 @@ class DAIFNet(nn.Module):
         for block, skip in zip(self.up, reversed(skips)):
             y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
             y = block(torch.cat([y, skip], dim=1))
-        out = torch.sigmoid(self.head(y)[..., :H, :W])
-        return {"aif": out[:, :3], "t": out[:, 3:]}
+        return stem, y
