@@ -7,10 +7,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 import tyro
 
-from focalstack.cli.predict import CameraOverride
+from focalstack.cli.predict import CameraOverride, prepare_stack
 from focalstack.data.stack import FocalStack
 from focalstack.inference.fit import FitConfig, fit_scene
 
@@ -75,21 +74,8 @@ class FitCommand:
 
     def load(self, folder: Path) -> FocalStack:
         """The scene with the command-line focus / camera overrides and size limit applied."""
-        stack = FocalStack.load(folder)
-        if self.focus is not None:
-            stack = dataclasses.replace(
-                stack,
-                focus_m=torch.tensor(self.focus, dtype=torch.float64),
-                meta={**stack.meta, "focus_source": "command line"},
-            )
-        stack = self.camera.apply(stack)
-        if self.max_size is not None and max(stack.size) > self.max_size:
-            stack = stack.resized(self.max_size / max(stack.size))
-        if self.align:
-            from focalstack.data.align import align_stack
-
-            stack = align_stack(stack).stack
-        return stack
+        focus = list(self.focus) if self.focus is not None else None
+        return prepare_stack(FocalStack.load(folder), focus, self.camera, self.max_size, self.align)
 
     def fit_one(self, folder: Path, out_dir: Path) -> float:
         """Fit one scene folder and write its outputs; returns the seconds the fit took."""

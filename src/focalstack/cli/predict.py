@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,30 @@ class CameraOverride:
         if all(merged.get(k) is not None for k in ("focal_length_m", "f_number", "pixel_size_m")):
             stack.camera = ThinLens.from_dict(merged)
         return stack
+
+
+def prepare_stack(
+    stack: FocalStack,
+    focus: list[float] | None,
+    camera: CameraOverride,
+    max_size: int | None,
+    align: bool,
+) -> FocalStack:
+    """Apply the command-line focus distances / camera overrides, the size limit and alignment."""
+    if focus is not None:
+        stack = dataclasses.replace(
+            stack,
+            focus_m=torch.tensor(focus, dtype=torch.float64),
+            meta={**stack.meta, "focus_source": "command line"},
+        )
+    stack = camera.apply(stack)
+    if max_size is not None and max(stack.size) > max_size:
+        stack = stack.resized(max_size / max(stack.size))
+    if align:
+        from focalstack.data.align import align_stack
+
+        stack = align_stack(stack).stack
+    return stack
 
 
 @dataclass
@@ -108,24 +133,7 @@ class PredictCommand:
         return list(self.focus) if self.focus is not None else None
 
     def prepare(self, stack: FocalStack, focus: list[float] | None) -> FocalStack:
-        if focus is not None:
-            stack = FocalStack(
-                images=stack.images,
-                focus_m=torch.tensor(focus, dtype=torch.float64),
-                camera=stack.camera,
-                depth_m=stack.depth_m,
-                aif=stack.aif,
-                name=stack.name,
-                meta={**stack.meta, "focus_source": "command line"},
-            )
-        stack = self.camera.apply(stack)
-        if self.max_size is not None and max(stack.size) > self.max_size:
-            stack = stack.resized(self.max_size / max(stack.size))
-        if self.align:
-            from focalstack.data.align import align_stack
-
-            stack = align_stack(stack).stack
-        return stack
+        return prepare_stack(stack, focus, self.camera, self.max_size, self.align)
 
     def predict_one(self, stack: FocalStack, out_dir: Path) -> dict:
         from focalstack.inference.outputs import write_prediction
