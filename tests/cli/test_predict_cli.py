@@ -19,6 +19,14 @@ def scenes(tmp_path):
     return root
 
 
+def write_loose_files(folder):
+    """Three slices of a random stack as loose PNG files; returns their paths."""
+    paths = [folder / f"img{i}.png" for i in range(3)]
+    for path, img in zip(paths, make_stack(32, 36, 3).images):
+        write_image(path, img)
+    return paths
+
+
 def test_predict_scene_folder(scenes, tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
     main(["predict", str(scenes / "a"), "--out", str(out), "--checkpoint", str(tiny_checkpoint)])
@@ -34,11 +42,7 @@ def test_predict_folder_of_scenes_with_dff(scenes, tmp_path):
 
 
 def test_predict_loose_files_with_focus(tmp_path, tiny_checkpoint):
-    stack = make_stack(32, 36, 3)
-    paths = []
-    for i, img in enumerate(stack.images):
-        paths.append(tmp_path / f"img{i}.png")
-        write_image(paths[-1], img)
+    paths = write_loose_files(tmp_path)
     out = tmp_path / "out"
     args = ["predict", *map(str, paths), "--focus", "0.5", "1.0", "2.0", "--out", str(out)]
     main([*args, "--checkpoint", str(tiny_checkpoint)])
@@ -48,11 +52,7 @@ def test_predict_loose_files_with_focus(tmp_path, tiny_checkpoint):
 
 
 def test_predict_loose_files_without_focus_gives_relative_depth(tmp_path, tiny_checkpoint):
-    stack = make_stack(32, 36, 3)
-    paths = []
-    for i, img in enumerate(stack.images):
-        paths.append(tmp_path / f"img{i}.png")
-        write_image(paths[-1], img)
+    paths = write_loose_files(tmp_path)
     out = tmp_path / "out"
     main(["predict", *map(str, paths), "--out", str(out), "--checkpoint", str(tiny_checkpoint)])
     info = json.loads((out / "prediction.json").read_text())
@@ -60,11 +60,7 @@ def test_predict_loose_files_without_focus_gives_relative_depth(tmp_path, tiny_c
 
 
 def test_predict_wrong_focus_count_is_a_clear_error(tmp_path, tiny_checkpoint):
-    stack = make_stack(32, 36, 3)
-    paths = []
-    for i, img in enumerate(stack.images):
-        paths.append(tmp_path / f"img{i}.png")
-        write_image(paths[-1], img)
+    paths = write_loose_files(tmp_path)
     with pytest.raises(ValueError, match="focus"):
         main(["predict", *map(str, paths), "--focus", "0.5", "1.0", "--checkpoint", str(tiny_checkpoint)])
 
