@@ -54,8 +54,15 @@ def _load(folder: Path) -> FocalStack:
     return stack
 
 
-def finetune(init: str, data: Path, out: Path, minutes: float, steps: int, seed: int = 0) -> Path:
-    """Self-supervised fine-tuning from ``init`` on the scene folders in ``data``; returns the checkpoint."""
+def finetune(
+    init: str, data: Path, out: Path, minutes: float, steps: int, seed: int = 0, reuse: bool = False
+) -> Path:
+    """Self-supervised fine-tuning from ``init`` on the scene folders in ``data``; returns the checkpoint.
+
+    ``reuse`` returns an existing run's checkpoint instead of training again.
+    """
+    if reuse and (out / "last.pt").is_file():
+        return out / "last.pt"
     from focalstack.train.presets import get_preset
     from focalstack.train.trainer import Trainer
 
@@ -130,6 +137,7 @@ def main() -> None:
     parser.add_argument("--tta-minutes", type=float, default=5.0)
     parser.add_argument("--fit-iterations", type=int, default=100)
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "accuracy")
+    parser.add_argument("--reuse-runs", action="store_true", help="reuse fine-tuned checkpoints under --runs")
     parser.add_argument("--out", default=str(REPO / "bench_out" / "accuracy.json"))
     parser.add_argument("--md", default=str(REPO / "docs" / "results" / "accuracy.md"))
     args = parser.parse_args()
@@ -146,13 +154,15 @@ def main() -> None:
         rows.append(score("DFF + focus stacking", name, stacks, dff_predict))
         rows.append(score(f"fit (init DFF, {fit_iters} it/scale)", name, stacks, fit_predictor(fit_iters)))
         rows.append(score("shipped model", name, stacks, network(None)))
-    trained = finetune("default", args.data / "A_train", args.runs / "train_A", train_min, 100_000)
+    trained = finetune(
+        "default", args.data / "A_train", args.runs / "train_A", train_min, 100_000, reuse=args.reuse_runs
+    )
     for name, stacks in sets.items():
         rows.append(score(f"fine-tuned on A train ({train_min:g} min)", name, stacks, network(trained)))
     for name, stacks in sets.items():
         tag = {"A": "A", "A'": "Aprime", "B": "B"}[name]
         folder = scene_root(stacks, args.runs / f"tta_{tag}_data")
-        tta = finetune("default", folder, args.runs / f"tta_{tag}", tta_min, 100_000)
+        tta = finetune("default", folder, args.runs / f"tta_{tag}", tta_min, 100_000, reuse=args.reuse_runs)
         rows.append(score(f"test-time adaptation ({tta_min:g} min, no GT)", name, stacks, network(tta)))
 
     cols = ["data", "method", "scenes", "delta1", "absrel", "error_slices", "aif_psnr", "s_per_scene"]

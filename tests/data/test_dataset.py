@@ -215,3 +215,15 @@ def test_shared_lightfield_scene_is_usable_and_phone_scenes_are_rejected(shared_
     expected = r"(?s)mobiledepth_balls: no focus distances.*pixel6_floor: incomplete camera"
     with pytest.raises(ValueError, match=expected):
         SceneFolderDataset(shared_data / "real", crop=64, num_slices=2)
+
+
+def test_find_scene_folders_follows_symlinked_scenes(tmp_path):
+    from focalstack.data.dataset import find_scene_folders
+
+    real = tmp_path / "real" / "scene_a"
+    real.mkdir(parents=True)
+    (real / "scene.json").write_text("{}")
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "scene_a").symlink_to(real, target_is_directory=True)
+    assert find_scene_folders(links) == [links / "scene_a"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -221,7 +222,12 @@ def find_scene_folders(root: str | Path) -> list[Path]:
     def hidden(p: Path) -> bool:  # e.g. a scene folder still being written atomically
         return any(part.startswith(".") for part in p.relative_to(root).parts)
 
-    found = sorted(p.parent for p in root.rglob("scene.json") if not hidden(p))
+    # os.walk follows symlinked scene folders (Path.rglob does not before Python 3.13).
+    found = sorted(
+        Path(d)
+        for d, _, files in os.walk(root, followlinks=True)
+        if "scene.json" in files and not hidden(Path(d))
+    )
     if not found:
         raise ValueError(f"no scene folders (folders with a scene.json) under {root}")
     return found
@@ -430,4 +436,3 @@ class StackBatchSampler(Sampler[list[SampleKey]]):
             chunk = indices[b * self.batch_size : (b + 1) * self.batch_size]
             n = self._slices(b)
             yield [(i, self.epoch, n) for i in chunk]
-
