@@ -69,7 +69,11 @@ def finetune(
     cfg = get_preset("tta")
     cfg.init, cfg.out, cfg.seed = init, str(out), seed
     cfg.max_steps, cfg.time_budget_min, cfg.threads = steps, minutes, 2
-    cfg.data = dataclasses.replace(cfg.data, root=str(data), crop=128, batch_size=4, num_workers=0)
+    scenes = sum(1 for _ in data.iterdir())
+    # A batch never exceeds the scene count (test-time adaptation on a single stack).
+    cfg.data = dataclasses.replace(
+        cfg.data, root=str(data), crop=128, batch_size=min(4, scenes), num_workers=0
+    )
     cfg.log = dataclasses.replace(cfg.log, tensorboard=False, progress=True, val_every=0, image_every=0)
     trainer = Trainer(cfg)
     try:
