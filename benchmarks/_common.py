@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import statistics
@@ -68,7 +67,3 @@ def save(json_path: str | Path, md_path: str | Path | None, payload: dict[str, A
         Path(md_path).write_text(table + "\n")
     print(table)
     print(f"\nwrote {json_path}" + (f" and {md_path}" if md_path else ""))
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2)

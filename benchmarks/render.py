@@ -26,12 +26,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script or with -m
-
-from benchmarks._common import REPO, machine_info, markdown_table, save, time_it  # noqa: E402
-from focalstack.optics import render_stack  # noqa: E402
-from focalstack.optics._rings import window_rings  # noqa: E402
-from focalstack.utils.io import atomic_write  # noqa: E402
+from benchmarks._common import REPO, machine_info, markdown_table, save, time_it
+from focalstack.optics import render_stack
+from focalstack.optics._rings import window_rings
+from focalstack.utils.io import atomic_write
 
 THREADS = 2
 SIGMA_MAX = 2.5
@@ -227,7 +225,7 @@ def min_traffic_bytes(b: int, s: int, size: int, c: int = 3) -> float:
 
 def _child(payload: dict) -> dict:
     """Run in a fresh interpreter; returns its JSON result."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(payload)]
+    cmd = [sys.executable, "-m", "benchmarks.render", "--child", json.dumps(payload)]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark child failed ({payload}):\n{done.stderr[-3000:]}")

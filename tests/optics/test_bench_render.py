@@ -15,7 +15,8 @@ def test_quick_benchmark_writes_sane_json(tmp_path: Path) -> None:
     out, md = tmp_path / "render.json", tmp_path / "render.md"
     cmd = [
         sys.executable,
-        str(REPO / "benchmarks" / "render.py"),
+        "-m",
+        "benchmarks.render",
         "--quick",
         "--out",
         str(out),
