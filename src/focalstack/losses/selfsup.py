@@ -19,6 +19,7 @@ import torch
 
 from focalstack.data.normalize import depth_to_t, focus_to_u
 from focalstack.optics import depth_to_sigma_px, render_stack
+from focalstack.utils.focus import focus_measure, focus_peak
 
 #: Keys of ``batch["inputs"]`` (docs/CONVENTIONS.md); nothing else may reach a loss.
 INPUT_KEYS = frozenset({"stack", "focus_m", "focal_length_m", "f_number", "pixel_size_m", "depth_range_m"})
@@ -205,7 +206,7 @@ def focus_prior(
     """Confidence-weighted L1 between ``t`` and the depth-from-focus peak of the input stack.
 
     The target is, per pixel, the sub-slice position of the focus-measure peak in normalised inverse
-    depth ``u`` (``focalstack.inference.baselines``); the confidence ``((max - min) / (max + min + tau))^4``
+    depth ``u`` (``focalstack.utils.focus``); the confidence ``((max - min) / (max + min + tau))^4``
     of the focus measure over the slices is ~0 in textureless regions, where DFF is meaningless.
 
     Args:
@@ -219,8 +220,6 @@ def focus_prior(
     Returns:
         Scalar tensor (0 when ``t`` equals the DFF peak wherever it is confident).
     """
-    from focalstack.inference.baselines import focus_measure, focus_peak
-
     with torch.no_grad():
         u = focus_to_u(focus_m, depth_range_m).to(t.dtype)
         targets, confs = [], []

@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from focalstack.inference.baselines import focus_measure
 from focalstack.models.daifnet import DAIFNet, _check_inputs
+from focalstack.utils.focus import focus_measure
 
 #: Largest change the learned correction may make to the soft-selected AIF (sRGB units).
 AIF_CORRECTION = 0.25
