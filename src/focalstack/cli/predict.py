@@ -33,10 +33,13 @@ class CameraOverride:
             return stack
         merged = {**(stack.meta.get("camera") or {}), **(stack.camera.to_dict() if stack.camera else {})}
         merged.update(given)
-        stack.meta["camera"] = merged
-        if all(merged.get(k) is not None for k in ("focal_length_m", "f_number", "pixel_size_m")):
-            stack.camera = ThinLens.from_dict(merged)
-        return stack
+        complete = all(merged.get(k) is not None for k in ("focal_length_m", "f_number", "pixel_size_m"))
+        # A new stack: the caller's stack (and its meta dict) stay untouched.
+        return dataclasses.replace(
+            stack,
+            camera=ThinLens.from_dict(merged) if complete else stack.camera,
+            meta={**stack.meta, "camera": merged},
+        )
 
 
 def prepare_stack(
