@@ -27,10 +27,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 
 bench: $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.run_all
 
 bench-render: $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.render
+	$(BIN)/python -m benchmarks.render
 
 clean:
 	rm -rf demo_out runs .pytest_cache
