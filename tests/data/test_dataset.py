@@ -41,11 +41,22 @@ def write_scenes(root: Path, n: int, **kw) -> Path:
     return root
 
 
+def drop_camera_keys(folder: Path, *keys: str) -> dict:
+    """Remove camera entries from a scene folder's scene.json (a phone without pixel pitch); the new meta."""
+    meta = json.loads((folder / "scene.json").read_text())
+    for key in keys:
+        meta["camera"].pop(key)
+    (folder / "scene.json").write_text(json.dumps(meta))
+    return meta
+
+
 def test_make_item_follows_the_batch_contract() -> None:
     stack = tiny_scene(0)
     item = make_item(stack, crop=32, num_slices=3, gen=torch.Generator().manual_seed(1))
     inp, tgt = item["inputs"], item["targets"]
-    assert set(inp) == {"stack", "focus_m", "focal_length_m", "f_number", "pixel_size_m", "depth_range_m"}
+    contract = ("stack", "focus_m", "focal_length_m", "f_number", "pixel_size_m", "depth_range_m")
+    assert set(inp) == {*contract, "scene_index"}
+    assert inp["scene_index"].dtype == torch.int64 and int(inp["scene_index"]) == -1  # no dataset: -1
     assert inp["stack"].shape == (3, 3, 32, 32) and inp["stack"].dtype == torch.float32
     assert inp["focus_m"].shape == (3,) and inp["depth_range_m"].shape == (2,)
     assert tgt["depth_m"].shape == (1, 32, 32) and tgt["aif"].shape == (3, 32, 32)
@@ -111,18 +122,16 @@ def test_procedural_pool_reuses_scenes_with_fresh_augmentation() -> None:
     assert not torch.equal(items[0]["inputs"]["stack"], items[2]["inputs"]["stack"])  # other crop / flips
 
 
-def test_depth_range_from_scene_json_else_working_range(tmp_path: Path) -> None:
+def test_depth_range_is_the_working_range_of_all_focus_distances() -> None:
     stack = tiny_scene(1)
     item = make_item(stack, crop=None, num_slices=2, gen=torch.Generator().manual_seed(0))
     expected = working_range_m(torch.tensor(FOCUS, dtype=torch.float64)[None])[0].float()
     # The whole scene's focus range, not the drawn subset's.
     torch.testing.assert_close(item["inputs"]["depth_range_m"], expected)
+    # A recorded (ground-truth) range in scene.json changes nothing: no GT may shape the inputs.
     stack.meta["depth_range_m"] = [0.3, 2.5]
     item = make_item(stack, crop=None, num_slices=2, gen=None)
-    assert item["inputs"]["depth_range_m"].tolist() == pytest.approx([0.3, 2.5])
-    stack.meta["depth_range_m"] = [2.5, 0.3]
-    with pytest.raises(ValueError, match="depth_range_m"):
-        make_item(stack, crop=None, num_slices=2, gen=None)
+    torch.testing.assert_close(item["inputs"]["depth_range_m"], expected)
 
 
 def test_make_item_rejects_bad_requests() -> None:
@@ -146,6 +155,55 @@ def test_scene_folder_dataset_reads_scenes(tmp_path: Path) -> None:
     full = val[0]
     assert full["inputs"]["stack"].shape == (5, 3, 40, 48)
     torch.testing.assert_close(full["targets"]["depth_m"][0], FocalStack.load(root / "scene_0").depth_m)
+
+
+def test_items_carry_their_scene_index(tmp_path: Path) -> None:
+    root = write_scenes(tmp_path / "data", 3)
+    ds = SceneFolderDataset(root, crop=24, num_slices=3)
+    assert ds.scene_names == ["scene_0", "scene_1", "scene_2"]
+    assert [int(ds[(i, 0, 3)]["inputs"]["scene_index"]) for i in range(3)] == [0, 1, 2]
+    assert SceneFolderDataset(root / "scene_1", crop=24, num_slices=3).scene_names == ["scene_1"]
+    procedural = ProceduralDataset(SMALL, length=2, seed=5, crop=24, num_slices=3)
+    assert int(procedural[(1, 0, 3)]["inputs"]["scene_index"]) == -1  # fresh scenes: no identity
+    batch = next(iter(DataLoader(ds, batch_size=2)))
+    assert batch["inputs"]["scene_index"].tolist() == [0, 1]  # collates to (B,) int64
+    assert batch["inputs"]["scene_index"].dtype == torch.int64
+
+
+def test_incomplete_camera_needs_blur_scale_estimation(tmp_path: Path) -> None:
+    from focalstack.inference.fit import resolve_camera
+    from focalstack.optics.nominal import NOMINAL_SPAN_SIGMA_PX
+
+    root = write_scenes(tmp_path / "data", 3)
+    drop_camera_keys(root / "scene_1", "pixel_size_m")
+    drop_camera_keys(root / "scene_2", "pixel_size_m", "f_number", "focal_length_m")
+    with pytest.raises(ValueError, match=r"(?s)scene_1: incomplete camera.*estimate_blur_scale.*scene_2"):
+        SceneFolderDataset(root, crop=32, num_slices=3)
+    ds = SceneFolderDataset(root, crop=32, num_slices=3, estimate_blur_scale=True)
+    assert len(ds) == 3
+    for i in range(3):
+        stack = ds.load_scene(i, 0, torch.Generator())
+        # The completion `fit` uses: the same camera as resolve_camera of the scene as loaded.
+        assert stack.camera == resolve_camera(FocalStack.load(root / f"scene_{i}"), estimate_blur_scale=True)
+        item = ds[(i, 0, 3)]
+        assert float(item["inputs"]["pixel_size_m"]) == pytest.approx(stack.camera.pixel_size_m)
+    assert ds.load_scene(0, 0, torch.Generator()).camera == CAMERA  # complete cameras are kept
+    scene_1 = ds.load_scene(1, 0, torch.Generator()).camera
+    assert (scene_1.focal_length_m, scene_1.f_number) == (CAMERA.focal_length_m, CAMERA.f_number)
+    assert scene_1.sigma_px(min(FOCUS), max(FOCUS)) == pytest.approx(NOMINAL_SPAN_SIGMA_PX)
+    # Without focus distances there is nothing to complete the camera from.
+    meta = json.loads((root / "scene_2" / "scene.json").read_text())
+    meta["focus_distances_m"] = None
+    (root / "scene_2" / "scene.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"scene_2.*no focus distances"):
+        SceneFolderDataset(root, crop=32, num_slices=3, estimate_blur_scale=True)
+
+
+def test_make_item_names_the_option_for_an_incomplete_camera() -> None:
+    stack = tiny_scene(0, name="phone")
+    stack.camera = None
+    with pytest.raises(ValueError, match=r"'phone' has no complete camera.*estimate_blur_scale"):
+        make_item(stack, crop=None, num_slices=2, gen=None)
 
 
 def test_scene_folder_dataset_rejects_unusable_scenes_by_name(tmp_path: Path) -> None:
@@ -211,10 +269,14 @@ def test_shared_lightfield_scene_is_usable_and_phone_scenes_are_rejected(shared_
     assert item["inputs"]["stack"].shape == (5, 3, 64, 64)
     assert bool(item["targets"]["has_depth"])
     near, far = item["inputs"]["depth_range_m"].tolist()
-    assert (near, far) == pytest.approx((6.2023506, 8.2330875))  # scene.json depth_range_m
+    # the focus range 6.30-8.20 m widened by one diopter spacing, not scene.json's GT range 6.20-8.23 m
+    assert near < 6.30 and far > 8.20 and (near, far) != pytest.approx((6.2023506, 8.2330875))
     expected = r"(?s)mobiledepth_balls: no focus distances.*pixel6_floor: incomplete camera"
     with pytest.raises(ValueError, match=expected):
         SceneFolderDataset(shared_data / "real", crop=64, num_slices=2)
+    # A phone without pixel pitch trains with a nominal camera and an estimated blur scale.
+    phone = SceneFolderDataset(shared_data / "real" / "pixel6_floor", 64, 2, estimate_blur_scale=True)
+    assert phone.scene_names == ["pixel6_floor"] and float(phone[0]["inputs"]["pixel_size_m"]) > 0
 
 
 def test_find_scene_folders_follows_symlinked_scenes(tmp_path):

@@ -83,6 +83,21 @@ def test_blur_scale_equals_finer_pixel_pitch() -> None:
         torch.testing.assert_close(a[k], b[k])
 
 
+def test_per_item_blur_scale_broadcasts_over_slices_and_pixels() -> None:
+    """A (B,) blur_scale scales each item's (S, H, W) blur by its own factor (one scene per item)."""
+    inputs, outputs, sigma = _scene()
+    scale = torch.tensor([1.5, 0.7], requires_grad=True)
+    res = self_supervised_losses_detailed(inputs, outputs, LossConfig(), blur_scale=scale)
+    torch.testing.assert_close(res.sigma_px, sigma * torch.tensor([1.5, 0.7]).reshape(2, 1, 1, 1))
+    finer = {**inputs, "pixel_size_m": inputs["pixel_size_m"] / torch.tensor([1.5, 0.7])}
+    ref = self_supervised_losses_detailed(finer, outputs, LossConfig())
+    torch.testing.assert_close(res.render, ref.render)
+    res.terms["total"].backward()
+    assert scale.grad is not None and bool((scale.grad != 0).all())  # each factor gets its own gradient
+    with pytest.raises(ValueError, match=r"blur_scale must be a scalar or a \(B,\)"):
+        self_supervised_losses(inputs, outputs, LossConfig(), blur_scale=torch.ones(3))
+
+
 @pytest.mark.parametrize("extra", ["targets", "depth_m", "aif", "gt_depth"])
 def test_ground_truth_keys_are_rejected(extra: str) -> None:
     inputs, outputs, _ = _scene()

@@ -30,6 +30,12 @@ def test_preset_then_yaml_then_flags(tmp_path: Path) -> None:
     assert (paper.data.batch_size, paper.max_steps, paper.time_budget_min) == (32, 9, 1.5)
 
 
+def test_blur_scale_flags() -> None:
+    cfg = resolve(["--preset", "tta", "--estimate-blur-scale", "True", "--optim.blur-scale-lr", "0.05"])
+    assert cfg.data.estimate_blur_scale and cfg.optim.blur_scale_lr == 0.05
+    assert not resolve(["--preset", "tta"]).data.estimate_blur_scale  # off unless asked for
+
+
 def test_print_config_and_bad_values(capsys) -> None:
     main(["train", "--print-config", "--max-steps", "7", "--optim.betas", "0.8", "0.9"])
     printed = yaml.safe_load(capsys.readouterr().out)

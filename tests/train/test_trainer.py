@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -13,8 +14,8 @@ from focalstack.models import ModelConfig
 from focalstack.train import trainer as trainer_module
 from focalstack.train.checkpoint import load_checkpoint
 from focalstack.train.config import DataConfig, LogConfig, TrainConfig, from_dict, load_yaml
-from focalstack.train.trainer import Trainer
-from tests.data.test_dataset import write_scenes
+from focalstack.train.trainer import BLUR_SCALES_JSON, Trainer
+from tests.data.test_dataset import drop_camera_keys, write_scenes
 
 QUIET = LogConfig(log_every=0, image_every=0, val_every=0, ckpt_every=0, tensorboard=False, progress=False)
 
@@ -32,6 +33,15 @@ def one_thread():
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four tiny 40x48, 5-slice scene folders with ground truth."""
     return write_scenes(tmp_path_factory.mktemp("scenes"), 4)
+
+
+@pytest.fixture(scope="module")
+def phone_scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four tiny scene folders; scene_1 lacks the pixel pitch, scene_3 the whole camera."""
+    root = write_scenes(tmp_path_factory.mktemp("phone"), 4)
+    drop_camera_keys(root / "scene_1", "pixel_size_m")
+    drop_camera_keys(root / "scene_3", "pixel_size_m", "f_number", "focal_length_m")
+    return root
 
 
 def tiny_config(root: Path, out: Path, **changes) -> TrainConfig:
@@ -184,3 +194,124 @@ def test_cuda_training_with_mixed_precision(scenes: Path, tmp_path: Path, amp: s
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
     resumed = Trainer(cfg, resume=tmp_path / "run")  # checkpoints (with the scaler state) load on CUDA
     assert resumed.step == 6 and resumed.scaler.get_scale() == trainer.scaler.get_scale()
+
+
+# ----------------------------------------------------------------- per-scene blur scales
+
+
+def estimating(root: Path, out: Path, **changes) -> TrainConfig:
+    cfg = tiny_config(root, out, **changes)
+    cfg.data.estimate_blur_scale = True
+    return cfg
+
+
+def test_incomplete_cameras_need_the_option(phone_scenes: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"(?s)scene_1: incomplete camera.*estimate_blur_scale"):
+        Trainer(tiny_config(phone_scenes, tmp_path / "off"))
+    trainer = Trainer(estimating(phone_scenes, tmp_path / "on"))
+    assert trainer.blur_scales.names == ["scene_0", "scene_1", "scene_2", "scene_3"]
+
+
+def test_blur_scales_train_jointly_and_are_logged(phone_scenes: Path, tmp_path: Path, monkeypatch) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = estimating(phone_scenes, tmp_path / "run", max_steps=3)
+    cfg.log = LogConfig(log_every=1, image_every=0, val_every=0, ckpt_every=0, progress=False)
+    trainer = Trainer(cfg)
+    group = trainer.optimizer.param_groups[1]  # their own group: own lr, no weight decay
+    assert group["params"] == [trainer.blur_scales.log_scale]
+    assert (group["lr"], group["weight_decay"]) == (cfg.optim.blur_scale_lr, 0.0)
+    seen = []
+    real = trainer_module.self_supervised_losses_detailed
+
+    def spy(inputs, outputs, cfg, **kw):
+        seen.append((set(inputs), kw["blur_scale"].detach().clone()))
+        return real(inputs, outputs, cfg, **kw)
+
+    monkeypatch.setattr(trainer_module, "self_supervised_losses_detailed", spy)
+    batch = first_batch(trainer)
+    index = batch["inputs"]["scene_index"]
+    trainer.train_step(batch)
+    assert seen[0][0] == set(INPUT_KEYS)  # scene_index selects the factors but never reaches the loss
+    assert seen[0][1].shape == (2,) and torch.equal(seen[0][1], torch.ones(2))  # factor 1 at the start
+    grad = trainer.blur_scales.log_scale.grad
+    used = torch.zeros(4, dtype=torch.bool).index_fill(0, index, True)
+    assert bool((grad[used] != 0).all()) and bool((grad[~used] == 0).all())
+    summary = trainer.fit()
+    factors = trainer.blur_scales.factors()
+    assert any(v != 1.0 for v in factors.values())  # the scales moved
+    assert summary["blur_scales"] == factors
+    assert json.loads((tmp_path / "run" / BLUR_SCALES_JSON).read_text()) == pytest.approx(factors)
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    assert {"blur_scale/mean", "blur_scale/min", "blur_scale/max"} <= set(events.Tags()["scalars"])
+
+
+def test_resume_restores_blur_scales_exactly(phone_scenes: Path, tmp_path: Path) -> None:
+    """3 steps in one go == 1 step + resume + 2 steps, for the network and the blur scales."""
+    ref = Trainer(estimating(phone_scenes, tmp_path / "a", max_steps=3))
+    ref.fit()
+    Trainer(estimating(phone_scenes, tmp_path / "b", max_steps=3)).fit(steps=1)
+    ckpt = load_checkpoint(tmp_path / "b")
+    assert list(ckpt["blur_log_scales"]) == ["scene_0", "scene_1", "scene_2", "scene_3"]
+    torch.manual_seed(1234)
+    resumed = Trainer(estimating(phone_scenes, tmp_path / "b", max_steps=3), resume=tmp_path / "b")
+    assert resumed.blur_scales.state_by_name() == ckpt["blur_log_scales"]
+    resumed.fit()
+    torch.testing.assert_close(ref.blur_scales.log_scale, resumed.blur_scales.log_scale, rtol=0, atol=1e-6)
+    for a, b in zip(ref.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_resume_refuses_to_toggle_estimation(scenes: Path, tmp_path: Path) -> None:
+    Trainer(estimating(scenes, tmp_path / "on", max_steps=1)).fit()  # complete cameras get scales too
+    with pytest.raises(ValueError, match="trained with data.estimate_blur_scale"):
+        Trainer(tiny_config(scenes, tmp_path / "on"), resume=tmp_path / "on")
+    Trainer(tiny_config(scenes, tmp_path / "off", max_steps=1)).fit()
+    with pytest.raises(ValueError, match="trained without data.estimate_blur_scale"):
+        Trainer(estimating(scenes, tmp_path / "off"), resume=tmp_path / "off")
+
+
+def test_blur_scales_resume_by_scene_name(phone_scenes: Path, tmp_path: Path) -> None:
+    """A new scene sorting first shifts every index: values and Adam moments follow the names."""
+    old = Trainer(estimating(phone_scenes, tmp_path / "run", max_steps=4))
+    old.fit(steps=2)
+    root = tmp_path / "more"
+    root.mkdir()
+    for name in old.blur_scales.names:
+        (root / name).symlink_to(phone_scenes / name, target_is_directory=True)
+    write_scenes(tmp_path / "new", 1)
+    (root / "a_new").symlink_to(tmp_path / "new" / "scene_0", target_is_directory=True)
+    new = Trainer(estimating(root, tmp_path / "run", max_steps=4), resume=tmp_path / "run")
+    assert new.blur_scales.names == ["a_new", *old.blur_scales.names]
+    assert new.blur_scales.factors() == pytest.approx({"a_new": 1.0, **old.blur_scales.factors()})
+    old_state = old.optimizer.state[old.blur_scales.log_scale]
+    new_state = new.optimizer.state[new.blur_scales.log_scale]
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert new_state[key][0] == 0 and torch.equal(new_state[key][1:], old_state[key])
+    assert new.train_step(first_batch(new))["skipped"] == 0.0
+
+
+def test_validation_uses_the_scale_of_the_scene_with_that_name(
+    phone_scenes: Path, tmp_path: Path, monkeypatch
+) -> None:
+    val = SceneFolderDataset(phone_scenes, None, None, augment=False, estimate_blur_scale=True)
+    trainer = Trainer(estimating(phone_scenes, tmp_path / "run"), val_set=val)
+    with torch.no_grad():
+        trainer.blur_scales.log_scale.copy_(torch.tensor([0.1, 0.2, 0.3, 0.4]))
+    seen = []
+    real = trainer_module.self_supervised_losses_detailed
+
+    def spy(inputs, outputs, cfg, **kw):
+        seen.append(kw["blur_scale"])
+        return real(inputs, outputs, cfg, **kw)
+
+    monkeypatch.setattr(trainer_module, "self_supervised_losses_detailed", spy)
+    assert "loss/total" in trainer.validate()
+    torch.testing.assert_close(torch.cat(seen), torch.tensor([0.1, 0.2, 0.3, 0.4]).exp())
+
+
+def test_estimation_needs_scene_folders() -> None:
+    cfg = TrainConfig(data=DataConfig(root="procedural", estimate_blur_scale=True))
+    with pytest.raises(ValueError, match="data.root must be scene folders"):
+        cfg.validate()

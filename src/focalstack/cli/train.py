@@ -135,7 +135,7 @@ class _TrainFlags:
         return merge(cfg, {**given, "data": data})
 
     def run(self) -> None:
-        from focalstack.train.trainer import Trainer
+        from focalstack.train.trainer import BLUR_SCALES_JSON, Trainer
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         try:
@@ -161,6 +161,7 @@ class _TrainFlags:
                 f"done: {summary['steps']} steps ({summary['skipped_steps']} skipped), "
                 f"{summary['it_per_s']:.2f} it/s; checkpoint {Path(cfg.out) / LAST}"
                 + (f"; validation: {val}" if val else "")
+                + (f"; blur scales: {Path(cfg.out) / BLUR_SCALES_JSON}" if "blur_scales" in summary else "")
             )
 
 

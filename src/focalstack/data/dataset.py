@@ -5,6 +5,15 @@ Augmentation changes nothing physical: a crop keeps the pixel pitch (a resize wo
 keep every distance, and a random subset of slices keeps each slice's own focus distance. Slices stay
 in focus order (the contract asks for monotonic focus), in a random direction.
 
+Every item also carries ``inputs["scene_index"]``: the index of its scene in the dataset
+(:class:`SceneFolderDataset` order; ``scene_names`` names them), or -1 for items that are not a persistent
+scene (procedural items, which are fresh scenes with known cameras). The trainer uses it to pick per-scene
+parameters such as the blur scales of ``data.estimate_blur_scale`` and strips it before the losses.
+
+With ``estimate_blur_scale``, scenes with focus distances but an incomplete camera are accepted: the
+camera is completed with the nominal lens of :func:`focalstack.optics.nominal.complete_camera` (the one
+``focalstack fit`` uses), and training estimates one blur-scale factor per scene.
+
 Randomness never comes from global RNG state: each item draws from a generator seeded by
 ``(seed, epoch, index)``, so an item is the same in any worker, on any rank and after a resume. Items
 are addressed by an int or by a ``(index, epoch, num_slices)`` key; :class:`StackBatchSampler` yields
@@ -28,11 +37,17 @@ from focalstack.data.normalize import working_range_m
 from focalstack.data.procedural import ProceduralConfig, procedural_scene
 from focalstack.data.stack import FocalStack
 from focalstack.optics.camera import ThinLens
+from focalstack.optics.nominal import NOMINAL_SPAN_SIGMA_PX, complete_camera
 
 #: (index, epoch, num_slices) -- how the batch sampler addresses an item.
 SampleKey = tuple[int, int, int]
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+#: How to make training accept scenes whose camera is incomplete (quoted in error messages).
+ESTIMATE_HINT = (
+    "enable data.estimate_blur_scale (`--estimate-blur-scale True`) to complete the camera nominally and "
+    "estimate one blur-scale factor per scene"
+)
 
 
 def item_seed(*parts: int) -> int:
@@ -60,17 +75,12 @@ def _crop_size(crop: int | tuple[int, int] | None) -> tuple[int, int] | None:
 
 
 def scene_depth_range_m(stack: FocalStack, margin: float = 1.0) -> torch.Tensor:
-    """(2,) ``(near, far)`` metres: scene.json ``depth_range_m`` if given, else the working range.
+    """(2,) ``(near, far)`` metres: the working range of all of the scene's focus distances.
 
-    The working range comes from all of the scene's focus distances, so every slice subset of a scene
-    shares one normalisation.
+    Every slice subset of a scene shares this one normalisation. A ``depth_range_m`` in scene.json (e.g.
+    the ground-truth range a converter records) is deliberately not used: training, prediction and
+    fitting must see the same normalisation, and it must not carry ground truth.
     """
-    given = stack.meta.get("depth_range_m")
-    if given is not None:
-        rng = torch.as_tensor(given, dtype=torch.float64).flatten()
-        if rng.numel() != 2 or not torch.isfinite(rng).all() or not 0 < rng[0] < rng[1]:
-            raise ValueError(f"scene {stack.name!r}: depth_range_m must be [near, far] with 0 < near < far")
-        return rng
     return working_range_m(stack.focus_m.to(torch.float64)[None], margin)[0]
 
 
@@ -96,26 +106,34 @@ def make_item(
     gen: torch.Generator | None,
     flip: bool = True,
     range_margin: float = 1.0,
+    scene_index: int = -1,
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Turn one scene into a training item (batch contract, without the batch dimension).
 
     Args:
-        stack: the scene; needs focus distances and a complete camera.
+        stack: the scene; needs focus distances and a complete camera (complete an incomplete one with
+            :func:`~focalstack.optics.nominal.complete_camera` first when estimating blur scales).
         crop: (h, w) or square size in pixels; None keeps the full image.
         num_slices: slices per item (<= the scene's); None keeps all.
         gen: generator for the random crop / flips / slice subset; None gives a deterministic centre
             crop, no flips and evenly spaced slices (validation).
         flip: allow random horizontal and vertical flips (only with ``gen``).
-        range_margin: working-range margin (mean slice spacings) when the scene has no depth_range_m.
+        range_margin: working-range margin (mean slice spacings around the focus range).
+        scene_index: index of the scene in its dataset, or -1 when it is not a persistent scene.
 
     Returns:
         ``{"inputs": {"stack" (S, 3, h, w), "focus_m" (S,), "focal_length_m" (), "f_number" (),
-        "pixel_size_m" (), "depth_range_m" (2,)}, "targets": {"depth_m" (1, h, w), "aif" (3, h, w),
-        "has_depth" (), "has_aif" ()}}``, float32 (bool for the flags).
+        "pixel_size_m" (), "depth_range_m" (2,), "scene_index" ()}, "targets": {"depth_m" (1, h, w),
+        "aif" (3, h, w), "has_depth" (), "has_aif" ()}}``, float32 (int64 for ``scene_index``, bool for
+        the flags).
     """
-    if stack.focus_m is None or stack.camera is None:
-        missing = "focus distances" if stack.focus_m is None else "a complete camera"
-        raise ValueError(f"scene {stack.name!r} has no {missing}; training needs both")
+    if stack.focus_m is None:
+        raise ValueError(f"scene {stack.name!r} has no focus distances; training needs them")
+    if stack.camera is None:
+        raise ValueError(
+            f"scene {stack.name!r} has no complete camera (focal length, f-number, pixel pitch); give the "
+            f"missing values in scene.json or {ESTIMATE_HINT}"
+        )
     S, _, H, W = stack.images.shape
     n = S if num_slices is None else num_slices
     if not 2 <= n <= S:
@@ -148,6 +166,7 @@ def make_item(
             "f_number": torch.tensor(cam.f_number, dtype=torch.float32),
             "pixel_size_m": torch.tensor(cam.pixel_size_m, dtype=torch.float32),
             "depth_range_m": scene_depth_range_m(stack, range_margin).float(),
+            "scene_index": torch.tensor(scene_index, dtype=torch.int64),
         },
         "targets": {
             "depth_m": depth_t.contiguous(),
@@ -195,6 +214,10 @@ class _StackDataset(Dataset):
     def load_scene(self, index: int, epoch: int, gen: torch.Generator) -> FocalStack:
         raise NotImplementedError
 
+    def scene_index(self, index: int) -> int:
+        """``inputs["scene_index"]`` of item ``index``: -1 unless the dataset has persistent scenes."""
+        return -1
+
     def __getitem__(self, key: int | SampleKey) -> dict[str, dict[str, torch.Tensor]]:
         index, epoch, num_slices = _unpack(key, self.epoch, self.num_slices)
         if not self.augment:  # held-out items must not change with the epoch
@@ -210,6 +233,7 @@ class _StackDataset(Dataset):
             gen=gen if self.augment else None,
             flip=self.flip,
             range_margin=self.range_margin,
+            scene_index=self.scene_index(index),
         )
 
 
@@ -237,8 +261,24 @@ def _stack_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("stack_*") if p.suffix.lower() in _IMAGE_SUFFIXES)
 
 
-def check_scene_folder(folder: Path, num_slices: int | None, crop: tuple[int, int] | None) -> str | None:
-    """Why a scene folder cannot be used for training, or None when it can (reads only metadata)."""
+def check_scene_folder(
+    folder: Path,
+    num_slices: int | None,
+    crop: tuple[int, int] | None,
+    *,
+    estimate_blur_scale: bool = False,
+    nominal_span_sigma_px: float = NOMINAL_SPAN_SIGMA_PX,
+) -> str | None:
+    """Why a scene folder cannot be used for training, or None when it can (reads only metadata).
+
+    Args:
+        folder: the scene folder.
+        num_slices: slices each item needs (None: any).
+        crop: (h, w) crop in pixels (None: any size).
+        estimate_blur_scale: accept an incomplete camera that
+            :func:`~focalstack.optics.nominal.complete_camera` can complete.
+        nominal_span_sigma_px: blur std (pixels) of that nominal completion.
+    """
     try:
         meta = json.loads((folder / "scene.json").read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -252,7 +292,12 @@ def check_scene_folder(folder: Path, num_slices: int | None, crop: tuple[int, in
     try:
         ThinLens.from_dict(meta.get("camera") or {})
     except ValueError as err:
-        return f"incomplete camera: {err}"
+        if not estimate_blur_scale:
+            return f"incomplete camera: {err}; {ESTIMATE_HINT}"
+        try:
+            complete_camera(meta.get("camera"), focus, nominal_span_sigma_px)
+        except (TypeError, ValueError) as err2:
+            return f"incomplete camera that cannot be completed nominally: {err2}"
     if num_slices is not None and len(files) < num_slices:
         return f"only {len(files)} slices, fewer than num_slices={num_slices}"
     if crop is not None:
@@ -266,8 +311,9 @@ def check_scene_folder(folder: Path, num_slices: int | None, crop: tuple[int, in
 class SceneFolderDataset(_StackDataset):
     """Every scene folder below ``root`` (the interchange format; e.g. ``focalstack synth`` output).
 
-    Each scene uses its own focus distances and camera; its depth range is scene.json's
-    ``depth_range_m`` when present, else :func:`~focalstack.data.normalize.working_range_m`.
+    Each scene uses its own focus distances and camera; its depth range is the working range of its
+    focus distances (:func:`scene_depth_range_m`). Items carry
+    ``inputs["scene_index"]``, the scene's position in ``scenes`` / ``scene_names``.
 
     Args:
         root: a folder of scene folders (searched recursively) or a single scene folder.
@@ -278,11 +324,21 @@ class SceneFolderDataset(_StackDataset):
         augment: random crops, flips and slice subsets; False gives a deterministic centre crop and
             evenly spaced slices (validation).
         flip: allow random flips when augmenting.
-        range_margin: working-range margin for scenes without depth_range_m.
+        range_margin: working-range margin (mean slice spacings around the focus range).
+        estimate_blur_scale: accept scenes whose camera is incomplete (unknown pixel pitch, f-number
+            and/or focal length) and complete it with
+            :func:`~focalstack.optics.nominal.complete_camera`; the trainer then estimates one blur-scale
+            factor per scene. Off: such scenes are rejected.
+        nominal_span_sigma_px: blur std (pixels) of the nominal completion (as ``FitConfig``).
+
+    Attributes:
+        scenes: the scene folders, sorted.
+        scene_names: their paths relative to ``root`` (POSIX; the folder name when ``root`` is itself a
+            scene), unique keys for per-scene parameters.
 
     Raises:
-        ValueError: no scene folder found, or scenes without focus distances / a complete camera /
-            enough slices / enough pixels (every offending scene is named).
+        ValueError: no scene folder found, or scenes without focus distances / a complete camera (unless
+            ``estimate_blur_scale``) / enough slices / enough pixels (every offending scene is named).
     """
 
     def __init__(
@@ -295,11 +351,19 @@ class SceneFolderDataset(_StackDataset):
         augment: bool = True,
         flip: bool = True,
         range_margin: float = 1.0,
+        estimate_blur_scale: bool = False,
+        nominal_span_sigma_px: float = NOMINAL_SPAN_SIGMA_PX,
     ) -> None:
         super().__init__(crop, num_slices, seed=seed, augment=augment, flip=flip, range_margin=range_margin)
         self.root = Path(root)
+        self.estimate_blur_scale = estimate_blur_scale
+        self.nominal_span_sigma_px = nominal_span_sigma_px
         self.scenes = find_scene_folders(self.root)
-        problems = [(p, check_scene_folder(p, num_slices, self.crop)) for p in self.scenes]
+        self.scene_names = [
+            p.name if p == self.root else p.relative_to(self.root).as_posix() for p in self.scenes
+        ]
+        check = {"estimate_blur_scale": estimate_blur_scale, "nominal_span_sigma_px": nominal_span_sigma_px}
+        problems = [(p, check_scene_folder(p, num_slices, self.crop, **check)) for p in self.scenes]
         problems = [(p, why) for p, why in problems if why is not None]
         if problems:
             lines = "\n".join(f"  - {p}: {why}" for p, why in problems)
@@ -309,7 +373,14 @@ class SceneFolderDataset(_StackDataset):
         return len(self.scenes)
 
     def load_scene(self, index: int, epoch: int, gen: torch.Generator) -> FocalStack:
-        return FocalStack.load(self.scenes[index])
+        stack = FocalStack.load(self.scenes[index])
+        if stack.camera is None and self.estimate_blur_scale and stack.focus_m is not None:
+            known = stack.meta.get("camera")
+            stack.camera = complete_camera(known, stack.focus_m, self.nominal_span_sigma_px)
+        return stack
+
+    def scene_index(self, index: int) -> int:
+        return index
 
 
 class ProceduralDataset(_StackDataset):

@@ -21,13 +21,11 @@ from tqdm.auto import tqdm
 from focalstack.data.normalize import depth_to_t, t_to_depth, working_range_m
 from focalstack.losses import LossConfig, coarse_aif, self_supervised_losses, self_supervised_losses_detailed
 from focalstack.optics import ThinLens, depth_to_sigma_px
+from focalstack.optics.nominal import NOMINAL_SPAN_SIGMA_PX, complete_camera
 
 if TYPE_CHECKING:
     from focalstack.data.stack import FocalStack
 
-#: Nominal lens used to complete an unknown camera when the blur scale is estimated (metres, N).
-NOMINAL_FOCAL_LENGTH_M = 0.005
-NOMINAL_F_NUMBER = 2.0
 #: Margin keeping initial ``t`` off the flat ends of the sigmoid.
 _T_EPS = 0.02
 
@@ -55,8 +53,8 @@ class FitConfig:
             :func:`resolve_camera`) and the factor absorbs the error.
         nominal_span_sigma_px: when completing a camera, the blur std (pixels at full resolution) that a
             point at the nearest focus distance gets in the farthest-focused slice.
-        margin: working-range margin in slice spacings (``focalstack.data.normalize.working_range_m``),
-            used unless the scene's metadata gives ``depth_range_m``.
+        margin: working-range margin in slice spacings (``focalstack.data.normalize.working_range_m``);
+            depth is bounded to that range (a scene.json ``depth_range_m`` is not used).
     """
 
     iterations: int = 200
@@ -67,7 +65,7 @@ class FitConfig:
     init: Literal["dff", "network", "constant"] = "dff"
     checkpoint: str | None = None
     estimate_blur_scale: bool = False
-    nominal_span_sigma_px: float = 2.0
+    nominal_span_sigma_px: float = NOMINAL_SPAN_SIGMA_PX
     margin: float = 1.0
 
     def __post_init__(self) -> None:
@@ -104,15 +102,15 @@ class FitResult:
 
 
 def resolve_camera(
-    stack: FocalStack, estimate_blur_scale: bool, nominal_span_sigma_px: float = 2.0
+    stack: FocalStack, estimate_blur_scale: bool, nominal_span_sigma_px: float = NOMINAL_SPAN_SIGMA_PX
 ) -> ThinLens:
     """The stack's camera, or a nominal completion of it when the blur scale is being estimated.
 
-    An incomplete camera (``stack.camera is None``; known entries read from ``stack.meta["camera"]``)
-    keeps its focal length and f-number, fills missing ones with :data:`NOMINAL_FOCAL_LENGTH_M` /
-    :data:`NOMINAL_F_NUMBER`, and takes the pixel pitch that gives a point at the nearest focus distance a
-    blur std of ``nominal_span_sigma_px`` pixels in the farthest-focused slice. Blur is proportional to
-    ``f^2 / (N p)`` (for focus distances well beyond f), so one fitted factor absorbs any error in them.
+    An incomplete camera (``stack.camera is None``; known entries read from ``stack.meta["camera"]``) is
+    completed by :func:`focalstack.optics.nominal.complete_camera` (the completion training uses too):
+    known focal length and f-number are kept, missing ones take nominal values, and the pixel pitch gives
+    a point at the nearest focus distance a blur std of ``nominal_span_sigma_px`` pixels in the
+    farthest-focused slice. One fitted blur-scale factor then absorbs the error.
 
     Raises:
         ValueError: the camera is incomplete and ``estimate_blur_scale`` is off, or focus is unknown.
@@ -124,14 +122,8 @@ def resolve_camera(
             f"scene {stack.name!r} has no complete camera (focal length, f-number, pixel pitch); give the "
             "missing values or enable estimate_blur_scale"
         )
-    focus = _focus_m(stack)
     known = stack.meta.get("camera") if isinstance(stack.meta, Mapping) else None
-    known = known if isinstance(known, Mapping) else {}
-    f = float(known.get("focal_length_m") or min(NOMINAL_FOCAL_LENGTH_M, 0.5 * float(focus.min())))
-    n = float(known.get("f_number") or NOMINAL_F_NUMBER)
-    coc = ThinLens(f, n, 1.0).coc_diameter_m(float(focus.min()), float(focus.max()))
-    pitch = coc / (4.0 * nominal_span_sigma_px)  # sigma = CoC / (2 p) / 2
-    return ThinLens(f, n, pitch)
+    return complete_camera(known, _focus_m(stack), nominal_span_sigma_px)
 
 
 def _focus_m(stack: FocalStack) -> torch.Tensor:
@@ -141,13 +133,6 @@ def _focus_m(stack: FocalStack) -> torch.Tensor:
     if focus.numel() != stack.images.shape[0]:
         raise ValueError(f"{focus.numel()} focus distances for {stack.images.shape[0]} slices")
     return focus
-
-
-def _depth_range_m(stack: FocalStack, focus: torch.Tensor, margin: float) -> torch.Tensor:
-    given = stack.meta.get("depth_range_m") if isinstance(stack.meta, Mapping) else None
-    if given is not None:
-        return torch.as_tensor(given, dtype=torch.float32).reshape(1, 2)
-    return working_range_m(focus[None], margin)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -220,7 +205,8 @@ def fit_scene(
     H, W = stack.images.shape[-2:]
     focus = _focus_m(stack)
     camera = resolve_camera(stack, cfg.estimate_blur_scale, cfg.nominal_span_sigma_px)
-    depth_range = _depth_range_m(stack, focus, cfg.margin).to(device)
+    # The working range, as the network uses: a scene.json depth_range_m may be ground truth.
+    depth_range = working_range_m(focus[None], cfg.margin).to(device)
     if init_depth_m is None:
         init_depth_m, init_aif_from_cfg = _initial_depth_aif(stack, cfg, device)
         init_aif = init_aif_from_cfg if init_aif is None else init_aif

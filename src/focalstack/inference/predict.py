@@ -81,9 +81,11 @@ def stack_normalisation(
         # Slice index i plays the role of a diopter value, widened by the margin as for known focus.
         u = (torch.arange(S, dtype=torch.float32) + range_margin) / (S - 1.0 + 2.0 * range_margin)
         return u[None], None, "slices"
+    # Always the working range of the focus distances, as in training: a scene's own depth_range_m
+    # (e.g. the ground-truth range a converter records) would shift the network's inputs away from
+    # what it learned and bound its output with ground truth.
     focus = stack.focus_m.to(torch.float64)[None]
-    given = stack.meta.get("depth_range_m")
-    rng = torch.tensor([given], dtype=torch.float64) if given else working_range_m(focus, range_margin)
+    rng = working_range_m(focus, range_margin)
     return focus_to_u(focus, rng).float(), rng.float(), "m"
 
 

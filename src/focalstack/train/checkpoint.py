@@ -7,7 +7,9 @@ with ``weights_only=True``)::
      "step", "epoch", "batch_in_epoch", "rng", "config" (TrainConfig as a dict), "normalization"}
 
 ``normalization`` records how the network's inputs and outputs map to metres (docs/CONVENTIONS.md),
-so inference uses the settings the model was trained with.
+so inference uses the settings the model was trained with. The trainer adds its counters (``skipped``,
+``best_val``) and, with ``data.estimate_blur_scale``, ``blur_log_scales`` (``{scene name: log factor}``
+in parameter order, so the factors are restored by name).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def normalization_settings(cfg: TrainConfig) -> dict[str, Any]:
     return {
         "focus_input": "u = (1/F - D_min) / (D_max - D_min)",
         "depth_output": "depth_m = 1 / (D_min + t (D_max - D_min))",
-        "depth_range": "scene depth_range_m, else focus range widened by range_margin spacings",
+        "depth_range": "focus range widened by range_margin spacings (scene.json depth_range_m unused)",
         "range_margin": cfg.data.range_margin,
         "min_diopter": MIN_DIOPTER,
     }

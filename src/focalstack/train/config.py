@@ -48,7 +48,12 @@ class DataConfig:
     flip: bool = True
     """Random horizontal / vertical flips."""
     range_margin: float = 1.0
-    """Working-range margin (mean slice spacings) for scenes without depth_range_m."""
+    """Working-range margin (mean slice spacings around each scene's focus range)."""
+    estimate_blur_scale: bool = False
+    """Estimate one blur-scale factor per scene jointly with the network (unknown pixel pitch or
+    f-number, typical for phones). Scenes with focus distances but an incomplete camera are then accepted
+    and completed with the nominal lens that `focalstack fit` uses; the factors are written to
+    blur_scales.json in the run folder. Needs scene folders (not "procedural")."""
     procedural: ProceduralConfig = field(default_factory=ProceduralConfig)
     """Procedural scene settings."""
     epoch_length: int = 1024
@@ -75,7 +80,10 @@ class OptimConfig:
     min_lr_ratio: float = 0.0
     """Cosine floor as a fraction of lr."""
     grad_clip: float = 1.0
-    """Max global gradient norm; 0 disables clipping."""
+    """Max global gradient norm of the network; 0 disables clipping."""
+    blur_scale_lr: float = 1e-2
+    """Learning rate of the per-scene log blur scales (data.estimate_blur_scale): their own parameter
+    group, without weight decay or clipping, on the same warmup / schedule as lr."""
 
 
 @dataclass
@@ -135,6 +143,7 @@ class TrainConfig:
             ("data.crop", d.crop, d.crop >= 8, ">= 8 pixels"),
             ("data.num_workers", d.num_workers, d.num_workers >= 0, ">= 0"),
             ("optim.lr", o.lr, o.lr > 0, "> 0"),
+            ("optim.blur_scale_lr", o.blur_scale_lr, o.blur_scale_lr > 0, "> 0"),
             ("optim.grad_clip", o.grad_clip, o.grad_clip >= 0, ">= 0 (0 disables)"),
             ("optim.warmup_steps", o.warmup_steps, o.warmup_steps >= 0, ">= 0"),
             ("optim.min_lr_ratio", o.min_lr_ratio, 0 <= o.min_lr_ratio <= 1, "in [0, 1]"),
@@ -147,6 +156,8 @@ class TrainConfig:
             rules.append(("data.crop", d.crop, d.crop <= min(size), f"<= data.procedural.size {size}"))
             ok = d.num_slices <= fewest
             rules.append(("data.num_slices", d.num_slices, ok, f"<= {fewest} (procedural minimum)"))
+        if d.estimate_blur_scale and d.root == "procedural":
+            rules.append(("data.root", d.root, False, "scene folders when data.estimate_blur_scale is on"))
         if d.min_slices is not None:
             ok = 2 <= d.min_slices <= d.num_slices
             rules.append(("data.min_slices", d.min_slices, ok, "in [2, num_slices]"))

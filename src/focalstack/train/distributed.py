@@ -104,6 +104,20 @@ def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
+def average_gradients(params: list[nn.Parameter], ctx: DistContext) -> None:
+    """Average the gradients of parameters outside the DDP wrapper over all ranks (no-op for one process).
+
+    A missing gradient counts as zeros, so every rank makes the same collective calls.
+    """
+    if not ctx.distributed:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+        p.grad /= ctx.world_size
+
+
 def all_true(flag: bool, ctx: DistContext) -> bool:
     """True only if ``flag`` holds on every rank (keeps skip-step decisions identical across ranks)."""
     if not ctx.distributed:

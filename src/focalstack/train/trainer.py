@@ -2,7 +2,9 @@
 
 A step: focus distances -> normalised ``u`` -> network -> ``t`` -> depth in metres -> self-supervised
 losses on ``batch["inputs"]`` only -> AdamW step. Ground truth in ``batch["targets"]`` is used for
-validation metrics only.
+validation metrics only. With ``data.estimate_blur_scale`` one blur-scale factor per scene
+(:class:`~focalstack.train.blur_scales.BlurScales`, picked by ``inputs["scene_index"]``) multiplies the
+blur in the losses and is optimised jointly with the network.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from focalstack.inference.outputs import colorize_depth
 from focalstack.losses import self_supervised_losses_detailed
 from focalstack.models import ModelConfig, build_model
 from focalstack.train import distributed
+from focalstack.train.blur_scales import BlurScales, pick_factors, remap_rows
 from focalstack.train.checkpoint import (
     LAST,
     check_model_compatible,
@@ -40,6 +43,7 @@ from focalstack.train.checkpoint import (
     set_rng_state,
 )
 from focalstack.train.config import OptimConfig, TrainConfig, diff, from_dict, save_yaml
+from focalstack.utils.io import write_json
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -47,6 +51,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("focalstack.train")
 
 Batch = dict[str, dict[str, torch.Tensor]]
+#: The batch-contract input that is not a loss input: it selects per-scene parameters (blur scales).
+SCENE_INDEX = "scene_index"
+#: Written to the run folder at the end of training with data.estimate_blur_scale: scene -> factor.
+BLUR_SCALES_JSON = "blur_scales.json"
 #: GT depth metrics reported during validation (monitoring only).
 VAL_METRICS = ("absrel", "delta1", "rmse", "error_slices")
 
@@ -65,23 +73,25 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
     """Training and validation datasets described by ``cfg.data`` (validation may be None).
 
     Validation items are deterministic: full images (all slices) of held-out procedural scenes or of
-    the ``val_root`` scene folders.
+    the ``val_root`` scene folders. With ``data.estimate_blur_scale`` scene folders may have incomplete
+    cameras (completed nominally).
     """
     d = cfg.data
     common = {"flip": d.flip, "range_margin": d.range_margin}
+    scenes = {"estimate_blur_scale": d.estimate_blur_scale}
     if d.root == "procedural":
         train: Dataset = ProceduralDataset(
             d.procedural, d.epoch_length, cfg.seed, crop=d.crop, num_slices=d.num_slices,
             pool=d.procedural_pool, **common,
         )
     else:
-        train = SceneFolderDataset(d.root, d.crop, d.num_slices, seed=cfg.seed, **common)
+        train = SceneFolderDataset(d.root, d.crop, d.num_slices, seed=cfg.seed, **common, **scenes)
     val_root = d.val_root if d.val_root is not None else ("procedural" if d.root == "procedural" else None)
     if val_root is None or (val_root == "procedural" and d.val_scenes == 0):
         return train, None
     if val_root == "procedural":
         return train, ProceduralDataset(d.procedural, d.val_scenes, d.val_seed, augment=False, **common)
-    return train, SceneFolderDataset(val_root, None, None, augment=False, **common)
+    return train, SceneFolderDataset(val_root, None, None, augment=False, **common, **scenes)
 
 
 def to_device(tree: Any, device: torch.device) -> Any:
@@ -89,6 +99,11 @@ def to_device(tree: Any, device: torch.device) -> Any:
     if isinstance(tree, Mapping):
         return {k: to_device(v, device) for k, v in tree.items()}
     return tree.to(device, non_blocking=True) if isinstance(tree, torch.Tensor) else tree
+
+
+def loss_inputs(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``batch["inputs"]`` without ``scene_index`` (not a loss input), for the self-supervised losses."""
+    return {k: v for k, v in inputs.items() if k != SCENE_INDEX}
 
 
 def predict_depth(model: torch.nn.Module, inputs: dict[str, torch.Tensor], amp: torch.dtype | None = None):
@@ -119,7 +134,12 @@ class Trainer:
         resume: checkpoint file or run folder to continue exactly (step, optimiser, schedule, RNG, data
             position); its model settings must match ``cfg.model``.
         train_set, val_set: datasets overriding those described by ``cfg.data`` (items follow the
-            batch contract; ``val_set=None`` uses ``cfg.data``'s validation set).
+            batch contract; ``val_set=None`` uses ``cfg.data``'s validation set). With
+            ``data.estimate_blur_scale`` the training set needs ``scene_names`` (as
+            :class:`~focalstack.data.dataset.SceneFolderDataset`).
+
+    Attributes:
+        blur_scales: the per-scene blur scales (``data.estimate_blur_scale``), else None.
     """
 
     def __init__(
@@ -146,10 +166,19 @@ class Trainer:
         if ckpt is None and cfg.init is not None:
             load_weights(self.model, init_ckpt, cfg.model)
         self.net = distributed.wrap_model(self.model, self.ctx)
+
+        if train_set is None:
+            train_set, default_val = build_datasets(cfg)
+            val_set = default_val if val_set is None else val_set
+        self.train_set, self.val_set = train_set, val_set
+        self.blur_scales = self._make_blur_scales(train_set)
         o = cfg.optim
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay, betas=o.betas
-        )
+        groups: list[dict[str, Any]] = [{"params": list(self.model.parameters())}]
+        if self.blur_scales is not None:
+            # Per-scene factors are not weights to shrink: no decay; their own (much larger) lr.
+            scale_group = {"params": [self.blur_scales.log_scale], "lr": o.blur_scale_lr, "weight_decay": 0.0}
+            groups.append(scale_group)
+        self.optimizer = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, o, cfg.max_steps)
         )
@@ -159,10 +188,6 @@ class Trainer:
             self.ctx.device.type, init_scale=2.0**8, enabled=self.amp == torch.float16
         )
 
-        if train_set is None:
-            train_set, default_val = build_datasets(cfg)
-            val_set = default_val if val_set is None else val_set
-        self.train_set, self.val_set = train_set, val_set
         self.sampler = StackBatchSampler(
             train_set,
             cfg.data.batch_size,
@@ -194,6 +219,18 @@ class Trainer:
             cfg = dataclasses.replace(cfg, model=saved)
         return cfg, ckpt
 
+    def _make_blur_scales(self, train_set: Dataset) -> BlurScales | None:
+        """One log blur scale per training scene when ``data.estimate_blur_scale`` is on."""
+        if not self.cfg.data.estimate_blur_scale:
+            return None
+        names = getattr(train_set, "scene_names", None)
+        if names is None:
+            raise ValueError(
+                "data.estimate_blur_scale needs a training set of named scenes (scene folders); "
+                f"{type(train_set).__name__} has no scene_names"
+            )
+        return BlurScales(names).to(self.ctx.device)
+
     def _amp_dtype(self) -> torch.dtype | None:
         if self.cfg.amp == "none":
             return None
@@ -210,7 +247,7 @@ class Trainer:
         if changed:
             self._info(f"resuming with changed settings: {'; '.join(changed)}")
         load_weights(self.model, ckpt, self.cfg.model)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.optimizer.load_state_dict(self._restore_blur_scales(ckpt))
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler") is not None and self.scaler.is_enabled():
             self.scaler.load_state_dict(ckpt["scaler"])
@@ -219,6 +256,33 @@ class Trainer:
         self.best_val = ckpt.get("best_val", math.inf)
         set_rng_state(ckpt["rng"])
         self._info(f"resumed from {ckpt['path']} at step {self.step} (epoch {self.epoch})")
+
+    def _restore_blur_scales(self, ckpt: dict[str, Any]) -> dict[str, Any]:
+        """Load the checkpoint's blur scales by scene name; its optimiser state, remapped to our scenes."""
+        saved = ckpt.get("blur_log_scales")
+        if (saved is None) != (self.blur_scales is None):
+            had = "without" if saved is None else "with"
+            raise ValueError(
+                f"{ckpt['path']} was trained {had} data.estimate_blur_scale; resume with the same setting"
+            )
+        state = ckpt["optimizer"]
+        if self.blur_scales is None:
+            return state
+        ignored = self.blur_scales.load_by_name(saved)
+        saved_names, names = list(saved), self.blur_scales.names
+        if saved_names != names:
+            new = [n for n in names if n not in saved]
+            self._info(
+                f"blur scales restored by scene name; {len(new)} new scene(s) start at 1, "
+                f"{len(ignored)} scene(s) of the checkpoint are gone"
+            )
+            # The scales are the only parameter of the second group; move their Adam moments by name.
+            pid = state["param_groups"][1]["params"][0]
+            moments = state["state"].get(pid, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in moments:
+                    moments[key] = remap_rows(moments[key], saved_names, names)
+        return state
 
     def _info(self, msg: str) -> None:
         if self.ctx.is_main:
@@ -244,7 +308,9 @@ class Trainer:
                 ``max_steps``; a later ``fit`` or ``--resume`` continues exactly).
 
         Returns:
-            Summary: steps done, skipped steps, last training losses, last validation results, it/s.
+            Summary: steps done, skipped steps, last training losses, last validation results, it/s,
+            and with ``data.estimate_blur_scale`` the per-scene factors (``blur_scales``, also written to
+            ``blur_scales.json`` in the run folder).
         """
         cfg = self.cfg
         if self.ctx.is_main:
@@ -280,6 +346,8 @@ class Trainer:
             if self.val_step != self.step:
                 val = self.validate() or val
             self.save()
+            if self.blur_scales is not None and self.ctx.is_main:
+                write_json(self.out / BLUR_SCALES_JSON, self.blur_scales.factors())
         distributed.barrier(self.ctx)
         elapsed = time.monotonic() - start
         if self.writer is not None:
@@ -292,6 +360,7 @@ class Trainer:
             "val": val,
             "elapsed_s": elapsed,
             "it_per_s": (self.step - start_step) / elapsed if elapsed > 0 else 0.0,
+            **({"blur_scales": self.blur_scales.factors()} if self.blur_scales is not None else {}),
         }
 
     def _batches(self, stop_step: int) -> Iterator[Batch]:
@@ -320,7 +389,8 @@ class Trainer:
         """One optimiser step on a batch; a non-finite loss or gradient skips the update.
 
         Args:
-            batch: a collated batch (batch contract); only ``batch["inputs"]`` reaches the loss.
+            batch: a collated batch (batch contract); only ``batch["inputs"]`` (less ``scene_index``)
+                reaches the loss.
             keep_images: keep this step's images for :meth:`log_images`.
 
         Returns:
@@ -332,7 +402,10 @@ class Trainer:
         render = None
         if bool(torch.isfinite(outputs["aif"]).all() & torch.isfinite(outputs["depth_m"]).all()):
             result = self_supervised_losses_detailed(
-                inputs, {"aif": outputs["aif"], "depth_m": outputs["depth_m"]}, self.cfg.loss
+                loss_inputs(inputs),
+                {"aif": outputs["aif"], "depth_m": outputs["depth_m"]},
+                self.cfg.loss,
+                blur_scale=self._blur_scale(inputs),
             )
             terms, render, objective = result.terms, result.render, result.terms["total"]
         else:
@@ -342,11 +415,14 @@ class Trainer:
             objective = 0.0 * sum(v.nan_to_num().sum() for v in outputs.values())
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(objective).backward()
+        scales = [self.blur_scales.log_scale] if self.blur_scales is not None else []
+        distributed.average_gradients(scales, self.ctx)  # outside DDP: all-reduce them here
         self.scaler.unscale_(self.optimizer)
         clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         loss_ok = math.isfinite(float(terms["total"].detach()))
-        finite = distributed.all_true(loss_ok and math.isfinite(float(grad_norm)), self.ctx)
+        scales_ok = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in scales)
+        finite = distributed.all_true(loss_ok and scales_ok and math.isfinite(float(grad_norm)), self.ctx)
         lr = self.optimizer.param_groups[0]["lr"]
         if finite:
             self.scaler.step(self.optimizer)
@@ -371,6 +447,14 @@ class Trainer:
         out = {k: float(v.detach()) for k, v in terms.items()}
         return {**out, "grad_norm": float(grad_norm), "lr": lr, "skipped": float(not finite)}
 
+    def _blur_scale(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """(B,) per-item blur-scale factors (``data.estimate_blur_scale``), else None."""
+        if self.blur_scales is None:
+            return None
+        if SCENE_INDEX not in inputs:
+            raise ValueError("data.estimate_blur_scale needs inputs['scene_index'] (docs/CONVENTIONS.md)")
+        return self.blur_scales(inputs[SCENE_INDEX])
+
     # ----------------------------------------------------------------- logging
 
     def _log_step(self, scalars: dict[str, float], images: bool) -> None:
@@ -381,6 +465,12 @@ class Trainer:
             for k, v in scalars.items():
                 self.writer.add_scalar(f"train/{k}", v, self.step)
             self.writer.add_scalar("train/skipped_steps", self.skipped, self.step)
+            if self.blur_scales is not None:
+                log_scale = self.blur_scales.log_scale.detach()
+                factors = log_scale.exp()
+                for name, value in (("mean", factors.mean()), ("min", factors.min()), ("max", factors.max())):
+                    self.writer.add_scalar(f"blur_scale/{name}", float(value), self.step)
+                self.writer.add_histogram("blur_scale/log_scale", log_scale.cpu(), self.step)
             if self._rate_mark is not None and now > self._rate_mark[1]:
                 rate = (self.step - self._rate_mark[0]) / (now - self._rate_mark[1])
                 self.writer.add_scalar("train/it_per_s", rate, self.step)
@@ -418,6 +508,9 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Self-supervised loss on the validation set, plus GT depth metrics where GT exists (rank 0).
 
+        With ``data.estimate_blur_scale``, validation scenes use the factor learned for the training scene
+        of the same name, and 1 (the nominal camera) when there is none.
+
         Returns:
             ``{"loss/<term>": mean, "<metric>": mean over images with GT, ...}``; empty without a
             validation set or on ranks other than 0.
@@ -429,11 +522,20 @@ class Trainer:
         sums: dict[str, float] = {}
         metrics: dict[str, list[float]] = {k: [] for k in VAL_METRICS}
         n = 0
+        factors = None
+        if self.blur_scales is not None:
+            names = getattr(self.val_set, "scene_names", None)
+            factors = self.blur_scales.factors_for(names, len(self.val_set))
         for i, batch in enumerate(self._loader(self.val_set)):
             inputs = to_device(batch["inputs"], self.ctx.device)
             outputs = predict_depth(self.model, inputs, self.amp)
+            index = inputs.get(SCENE_INDEX)
+            blur = None if factors is None or index is None else pick_factors(factors, index)
             result = self_supervised_losses_detailed(
-                inputs, {"aif": outputs["aif"], "depth_m": outputs["depth_m"]}, self.cfg.loss
+                loss_inputs(inputs),
+                {"aif": outputs["aif"], "depth_m": outputs["depth_m"]},
+                self.cfg.loss,
+                blur_scale=blur,
             )
             for k, v in result.terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -463,6 +565,9 @@ class Trainer:
         """Write ``last.pt`` (and ``step_NNNNNNN.pt`` at ``keep_every``), or ``name``; rank 0 only."""
         if not self.ctx.is_main:
             return None
+        extra: dict[str, Any] = {"skipped": self.skipped, "best_val": self.best_val}
+        if self.blur_scales is not None:  # keyed by scene name: survives a reordering of the scenes
+            extra["blur_log_scales"] = self.blur_scales.state_by_name()
         state = {
             "model": self.model,
             "config": self.cfg,
@@ -472,7 +577,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
-            "extra": {"skipped": self.skipped, "best_val": self.best_val},
+            "extra": extra,
         }
         if name is not None:
             return save_checkpoint(self.out / name, **state)
