@@ -19,7 +19,7 @@ import torch
 
 from focalstack.data.normalize import depth_to_t, focus_to_u
 from focalstack.optics import depth_to_sigma_px, render_stack
-from focalstack.utils.focus import focus_measure, focus_peak
+from focalstack.utils.focus import focus_floor, focus_measure, focus_peak
 
 #: Keys of ``batch["inputs"]`` (docs/CONVENTIONS.md); nothing else may reach a loss.
 INPUT_KEYS = frozenset({"stack", "focus_m", "focal_length_m", "f_number", "pixel_size_m", "depth_range_m"})
@@ -201,13 +201,15 @@ def focus_prior(
     focus_m: torch.Tensor,
     depth_range_m: torch.Tensor,
     window: int = 9,
-    tau: float = 1e-3,
+    tau: float = 10.0,
 ) -> torch.Tensor:
     """Confidence-weighted L1 between ``t`` and the depth-from-focus peak of the input stack.
 
     The target is, per pixel, the sub-slice position of the focus-measure peak in normalised inverse
-    depth ``u`` (``focalstack.utils.focus``); the confidence ``((max - min) / (max + min + tau))^4``
-    of the focus measure over the slices is ~0 in textureless regions, where DFF is meaningless.
+    depth ``u`` (``focalstack.utils.focus``); the confidence ``((max - min) / (max + min + tau floor))^4``
+    of the focus measure over the slices is ~0 in textureless regions, where DFF is meaningless. The
+    floor is the stack's own focus-measure noise level (:func:`~focalstack.utils.focus.focus_floor`),
+    so the confidence does not depend on image contrast or resolution.
 
     Args:
         stack: (B, S, 3, H, W) input slices.
@@ -215,7 +217,7 @@ def focus_prior(
         focus_m: (B, S) focus distances in metres.
         depth_range_m: (B, 2) working range (near, far) in metres.
         window: focus-measure window (pixels, odd).
-        tau: focus-measure floor (squared-Laplacian units) below which confidence fades.
+        tau: multiple of the stack's focus-measure floor below which confidence fades.
 
     Returns:
         Scalar tensor (0 when ``t`` equals the DFF peak wherever it is confident).
@@ -227,7 +229,7 @@ def focus_prior(
             fm = focus_measure(stack[b], window=window)  # (S, H, W)
             targets.append(focus_peak(fm, u[b]))
             hi, lo = fm.amax(dim=0), fm.amin(dim=0)
-            confs.append(((hi - lo) / (hi + lo + tau)) ** 4)
+            confs.append(((hi - lo) / (hi + lo + tau * focus_floor(fm))) ** 4)
         target, conf = torch.stack(targets)[:, None], torch.stack(confs)[:, None]
     return (conf * (t - target).abs()).sum() / conf.sum().clamp_min(1e-6)
 
@@ -279,8 +281,8 @@ def self_supervised_losses_detailed(
         inputs: ``batch["inputs"]`` exactly (docs/CONVENTIONS.md); any other key raises ``ValueError``.
         outputs: ``{"aif": (B, 3, H, W) sRGB in [0, 1], "depth_m": (B, 1, H, W) metres}``.
         cfg: weights and renderer options.
-        blur_scale: optional factor on every blur std, a scalar or (B,) tensor (per-scene fitting of
-            cameras with unknown pixel pitch / aperture).
+        blur_scale: optional factor on every blur std, a scalar or a (B,) tensor with one factor per item
+            (per-scene fitting or training of cameras with unknown pixel pitch / aperture).
 
     Returns:
         :class:`LossOutput` with weighted terms, the re-rendered stack, the blur and the coarse AIF.
@@ -292,6 +294,9 @@ def self_supervised_losses_detailed(
     )
     if blur_scale is not None:
         scale = torch.as_tensor(blur_scale, dtype=sigma.dtype, device=sigma.device)
+        if scale.dim() > 1 or scale.numel() not in (1, sigma.shape[0]):
+            shape, B = tuple(scale.shape), sigma.shape[0]
+            raise ValueError(f"blur_scale must be a scalar or a (B,) = ({B},) tensor, got {shape}")
         sigma = sigma * (scale.reshape(-1, 1, 1, 1) if scale.dim() else scale)
     render = render_stack(aif, sigma, kernel_size=cfg.kernel_size, mode=cfg.render_mode, psf=cfg.psf)
     coarse = coarse_aif(stack, sigma, cfg.coarse_aif, cfg.coarse_temperature_px)

@@ -8,6 +8,7 @@ module defining them must be imported below so that registration happens on ``im
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -68,6 +69,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 register_model("daifnet")(DAIFNet)
 register_model("daifnet-attn")(DAIFNetAttention)
+register_model("daifnet-attn-nofocus")(functools.partial(DAIFNetAttention, focus_input=False))
 
 __all__ = [
     "DAIFNet",

@@ -23,22 +23,32 @@ import torch
 from torch import nn
 
 from focalstack.models.daifnet import DAIFNet, _check_inputs
-from focalstack.utils.focus import focus_measure
+from focalstack.utils.focus import focus_floor, focus_measure
 
 #: Largest change the learned correction may make to the soft-selected AIF (sRGB units).
 AIF_CORRECTION = 0.25
 #: Initial sharpness of the focus-measure softmax: weights ~ focus_measure ** FOCUS_BETA.
 FOCUS_BETA = 30.0
-#: Focus-measure window (pixels) and floor (squared-Laplacian units).
-FOCUS_WINDOW, FOCUS_FLOOR = 9, 1e-4
+#: Focus-measure window (pixels); the floor under its log is the stack's own noise level
+#: (:func:`~focalstack.utils.focus.focus_floor`), so the cue does not depend on image contrast.
+FOCUS_WINDOW = 9
 _EPS = 1e-4
 
 
 class DAIFNetAttention(DAIFNet):
-    """DAIF-Net whose head softly selects slices (see module docstring); same arguments as DAIF-Net."""
+    """DAIF-Net whose head softly selects slices (see module docstring).
 
-    def __init__(self, width: int = 16, depth: int = 4) -> None:
+    Args:
+        width, depth: as DAIF-Net.
+        focus_input: feed each slice's normalised focus ``u`` to the encoder as DAIF-Net does. With
+            False the encoder sees a constant plane instead, so slices are scored by their appearance
+            only and the focus distances enter solely through the selection ``t = sum_i w_i u_i``: the
+            network cannot learn a prior over absolute slice positions (``daifnet-attn-nofocus``).
+    """
+
+    def __init__(self, width: int = 16, depth: int = 4, focus_input: bool = True) -> None:
         super().__init__(width, depth)
+        self.focus_input = focus_input
         ch = width
         self.score = nn.Sequential(
             nn.Conv2d(2 * ch, ch, 3, padding=1),
@@ -56,12 +66,12 @@ class DAIFNetAttention(DAIFNet):
         """Args: stack (B, S, 3, H, W) sRGB in [0, 1]; focus_u (B, S). Returns {"aif", "t"} as DAIF-Net."""
         _check_inputs(stack, focus_u)
         B, S, _, H, W = stack.shape
-        stem, y = self.encode_decode(stack, focus_u)
+        stem, y = self.encode_decode(stack, focus_u if self.focus_input else torch.full_like(focus_u, 0.5))
         shared = y.repeat_interleave(S, dim=0)  # (B * S, C, H', W') decoder context for every slice
         learned = self.score(torch.cat([stem, shared], dim=1)).unflatten(0, (B, S))[:, :, 0, :H, :W]
         with torch.no_grad():
             fm = focus_measure(stack.flatten(0, 1), window=FOCUS_WINDOW).unflatten(0, (B, S))
-            cue = (fm + FOCUS_FLOOR).log()
+            cue = (fm + focus_floor(fm)).log()
             cue = cue - cue.mean(dim=1, keepdim=True)
         scores = self.log_beta.exp() * cue + learned
         weights = torch.softmax(scores, dim=1)  # (B, S, H, W)

@@ -31,6 +31,24 @@ def focus_measure(images: torch.Tensor, *, window: int = 9) -> torch.Tensor:
     return kornia.filters.box_blur(energy, window)[:, 0] if window > 1 else energy[:, 0]
 
 
+def focus_floor(fm: torch.Tensor) -> torch.Tensor:
+    """The focus-measure level of a stack that carries no focus information: its noise level.
+
+    Per stack, the median over pixels of the least sharp slice's focus measure. Where every slice
+    measures below this, sharpness differences are noise (or absent); above it they are signal. It
+    scales with the image (contrast, resolution, noise), so cues built on it are contrast-invariant,
+    unlike an absolute floor that silences low-contrast or noise-free stacks altogether.
+
+    Args:
+        fm: (..., S, H, W) focus measure of one stack or a batch of stacks.
+
+    Returns:
+        (..., 1, 1, 1) floor (squared-Laplacian units, >= 1e-10), broadcastable against ``fm``.
+    """
+    low = fm.amin(dim=-3).flatten(-2)
+    return low.median(dim=-1).values.clamp_min(_FM_EPS)[..., None, None, None]
+
+
 def focus_peak(fm: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Sub-slice position of each pixel's focus peak.
 
