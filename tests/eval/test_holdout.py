@@ -43,6 +43,18 @@ def test_gt_rerendering_is_near_perfect_and_beats_nearest() -> None:
     assert "camera" in r["blur_scale_note"]
 
 
+def test_renders_kept_only_on_request() -> None:
+    cfg = HoldoutConfig(methods=("gt", "nearest"), slices=(2,), kernel_size=K)
+    s = _scene()
+    assert "renders" not in holdout_stack(s, cfg, progress=False)["slices"][0]
+    row = holdout_stack(s, cfg, progress=False, keep_renders=True)["slices"][0]
+    renders = row["renders"]
+    assert set(renders) == {"real", "gt", "nearest"}
+    torch.testing.assert_close(renders["real"], s.images[2])
+    torch.testing.assert_close(renders["nearest"], s.images[row["methods"]["nearest"]["nearest_slice"]])
+    assert renders["gt"].shape == (3, 40, 40)
+
+
 def test_blur_scale_search_recovers_true_blur() -> None:
     s = _scene(32)
     nominal = ThinLens(CAM.focal_length_m, CAM.f_number, CAM.pixel_size_m * 3.0)  # blur 3x too small

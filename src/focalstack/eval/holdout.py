@@ -95,13 +95,24 @@ def _subset(stack: Any, keep: list[int]) -> Any:
 
 
 def _render(
-    aif: torch.Tensor, depth_m: torch.Tensor, focus_m: torch.Tensor, camera: ThinLens, scale: float,
+    aif: torch.Tensor,
+    depth_m: torch.Tensor,
+    focus_m: torch.Tensor,
+    camera: ThinLens,
+    scale: float,
     cfg: HoldoutConfig,
 ) -> torch.Tensor:
     """(3, H, W) AIF + (H, W) depth -> (S, 3, H, W) slices at ``focus_m`` (S,) through ``camera``."""
     out = render_from_depth(
-        aif[None].float(), depth_m[None, None].float(), focus_m[None].float(), camera.focal_length_m,
-        camera.f_number, camera.pixel_size_m, blur_scale=scale, kernel_size=cfg.kernel_size, psf=cfg.psf,
+        aif[None].float(),
+        depth_m[None, None].float(),
+        focus_m[None].float(),
+        camera.focal_length_m,
+        camera.f_number,
+        camera.pixel_size_m,
+        blur_scale=scale,
+        kernel_size=cfg.kernel_size,
+        psf=cfg.psf,
     )
     return out[0].clamp(0.0, 1.0)
 
@@ -226,13 +237,17 @@ def _camera_for(stack: Any, cfg: HoldoutConfig) -> tuple[ThinLens, bool, str]:
     return resolve_camera(stack, True), True, note
 
 
-def holdout_stack(stack: Any, cfg: HoldoutConfig | None = None, *, progress: bool = True) -> dict[str, Any]:
+def holdout_stack(
+    stack: Any, cfg: HoldoutConfig | None = None, *, progress: bool = True, keep_renders: bool = False
+) -> dict[str, Any]:
     """Held-out-slice evaluation of one stack.
 
     Args:
         stack: a FocalStack with focus distances (at least 3 slices).
         cfg: options (default :class:`HoldoutConfig`).
         progress: show a tqdm bar over held-out slices.
+        keep_renders: also return, per held-out slice, ``"renders"``: the real photo and each
+            method's re-rendering as (3, H, W) tensors in [0, 1] (for figures; not JSON-serialisable).
 
     Returns:
         ``{"scene", "size_hw", "camera", "blur_scale_note", "slices": [{"index", "focus_m", "methods":
@@ -268,10 +283,12 @@ def holdout_stack(stack: Any, cfg: HoldoutConfig | None = None, *, progress: boo
         rest = _subset(stack, keep)
         real = stack.images[i]
         row: dict[str, Any] = {"index": i, "focus_m": float(stack.focus_m[i]), "methods": {}}
+        renders = {"real": real}
         for method in cfg.methods:
             if method == "nearest":
                 j = keep[int((diopters[keep] - diopters[i]).abs().argmin())]
                 row["methods"][method] = {**_scores(stack.images[j], real), "nearest_slice": j}
+                renders[method] = stack.images[j]
                 continue
             # Only 'gt' reads the scene's ground truth; every predictor sees the remaining slices only.
             depth, aif = predictors[method](stack if method == "gt" else rest)
@@ -282,6 +299,9 @@ def holdout_stack(stack: Any, cfg: HoldoutConfig | None = None, *, progress: boo
             with torch.no_grad():
                 rendered = _render(aif, depth, stack.focus_m[i : i + 1], camera, scale, cfg)[0]
             row["methods"][method] = {**_scores(rendered, real), "blur_scale": scale}
+            renders[method] = rendered
+        if keep_renders:
+            row["renders"] = renders
         rows.append(row)
 
     return {
@@ -309,10 +329,13 @@ def find_scenes(path: str | Path) -> list[Path]:
     return scenes
 
 
-def holdout_eval(path: str | Path, cfg: HoldoutConfig | None = None) -> dict[str, Any]:
+def holdout_eval(
+    path: str | Path, cfg: HoldoutConfig | None = None, *, keep_renders: bool = False
+) -> dict[str, Any]:
     """Held-out-slice evaluation of every scene under ``path`` (a scene folder or a folder of scenes).
 
-    Scenes without focus distances or with fewer than 3 slices are listed under ``skipped``.
+    Scenes without focus distances or with fewer than 3 slices are listed under ``skipped``;
+    ``keep_renders`` is passed to :func:`holdout_stack`.
 
     Returns:
         ``{"protocol", "config", "scenes": [holdout_stack results], "skipped": {name: reason},
@@ -330,7 +353,7 @@ def holdout_eval(path: str | Path, cfg: HoldoutConfig | None = None) -> dict[str
         elif stack.num_slices < 3:
             skipped[stack.name] = "fewer than 3 slices"
         else:
-            results.append(holdout_stack(stack, cfg))
+            results.append(holdout_stack(stack, cfg, keep_renders=keep_renders))
     return {
         "protocol": (
             "leave one slice out, predict from the rest, re-render it at its focus distance through the "
@@ -348,8 +371,14 @@ def holdout_markdown(report: dict[str, Any], methods: Sequence[str] | None = Non
     """Markdown tables of a :func:`holdout_eval` report: per scene (mean over held-out slices) and mean."""
     methods = list(methods or report["config"]["methods"])
     header = "| scene | slices | " + " | ".join(f"{m} PSNR / SSIM" for m in methods) + " |"
-    lines = ["# Held-out-slice evaluation", "", report["protocol"] + ".", "", header,
-             "|---" * (len(methods) + 2) + "|"]
+    lines = [
+        "# Held-out-slice evaluation",
+        "",
+        report["protocol"] + ".",
+        "",
+        header,
+        "|---" * (len(methods) + 2) + "|",
+    ]
 
     def cells(mean: dict[str, dict[str, float]]) -> str:
         return " | ".join(f"{mean[m]['psnr']:.2f} / {mean[m]['ssim']:.3f}" for m in methods)
