@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -45,6 +46,9 @@ METHODS = {
     "unfold-scatter": ("scatter", "gaussian", "unfold"),
 }
 TARGET = (8, 5, 256, 7)  # B*S = 40, 256^2, K = 7
+#: Large blur (B, S, size, sigma_max px): the untruncated "levels" mode against the exact ring gather
+#: with a window of 4 sigma_max, and the levels mode alone at a blur no window-based render affords.
+LARGE_CASES = [(1, 5, 128, 6.0), (1, 5, 128, 24.0)]
 
 
 # ---------------------------------------------------------------- references
@@ -188,6 +192,42 @@ def measure(config: tuple[int, int, int, int], method: str, device: str, reps: i
     }
 
 
+def measure_large(case: tuple[int, int, int, float], device: str, reps: int) -> list[dict]:
+    """Large blur: ``mode="levels"`` (untruncated) and, while affordable, the exact ring gather."""
+    torch.set_num_threads(THREADS)
+    b, s, size, smax = case
+    aif, _, grad = _inputs(b, s, size, device)
+    sigma = smax * torch.rand(b, s, size, size, generator=torch.Generator().manual_seed(1)).to(device)
+    k = 2 * math.ceil(4 * smax) + 1
+    runs = {"levels": lambda a, sg: render_stack(a, sg, mode="levels")}
+    if k <= 63:
+        runs[f"gather K={k}"] = lambda a, sg: render_stack(a, sg, kernel_size=k)
+    rows = []
+    for name, fn in runs.items():
+
+        def forward(fn=fn) -> None:
+            with torch.no_grad():
+                fn(aif, sigma)
+
+        def forward_backward(fn=fn) -> None:
+            a, sg = aif.detach().requires_grad_(), sigma.detach().requires_grad_()
+            fn(a, sg).backward(grad)
+
+        n = max(1, reps // 3)
+        fwd, fwd_bwd = (
+            _timed(forward, n, device == "cuda")[0],
+            _timed(forward_backward, n, device == "cuda")[0],
+        )
+        row = {"B x S": f"{b} x {s}", "size": f"{size}^2", "sigma_max": smax, "method": name}
+        rows.append(row | {"fwd_ms": fwd, "fwd_bwd_ms": fwd_bwd})
+    if len(runs) > 1:  # error of the levels against the exact (float64) ring gather of the same blur
+        exact = render_stack(aif.double(), sigma.double(), kernel_size=k)
+        rows[0]["max_err"] = float(
+            (render_stack(aif.double(), sigma.double(), mode="levels") - exact).abs().max()
+        )
+    return rows
+
+
 def measure_floor(device: str) -> dict:
     """Measured matmul FLOP rate and copy bandwidth: the two ceilings the renderer is held against."""
     torch.set_num_threads(THREADS)
@@ -316,6 +356,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child is not None:
         job = json.loads(args.child)
+        if "large" in job:
+            print(json.dumps({"results": measure_large(tuple(job["large"]), job["device"], job["reps"])}))
+            return
         cfg, device = tuple(job["config"]), job["device"]
         results = [measure(cfg, m, device, job["reps"]) for m in job["methods"]]
         print(json.dumps({"results": results, "floor": measure_floor(device) if job["floor"] else None}))
@@ -323,6 +366,12 @@ def main() -> None:
     configs = QUICK_CONFIGS if args.quick else [tuple(c) for c in args.config] if args.config else CONFIGS
     reps = 1 if args.quick else args.reps
     payload = run(configs, args.device, reps, args.quick)
+    large_cases = [] if args.quick or args.config else LARGE_CASES
+    payload["large_blur"] = [
+        row
+        for case in large_cases
+        for row in _child({"large": case, "device": args.device, "reps": reps})["results"]
+    ]
     columns = [
         "B x S",
         "size",
@@ -347,6 +396,18 @@ def main() -> None:
         "x_floor = fwd_bwd_ms / floor_ms. max_err vs a float64 tap-loop reference.",
     ]
     notes += [f"- {name}: {value}" for name, value in payload["targets"].items()]
+    if payload["large_blur"]:
+        notes += [
+            "",
+            'Large blur (sigma uniform in [0, sigma_max] px): `mode="levels"` (untruncated Gaussian, '
+            "separable blur levels interpolated in variance) against the exact ring gather with a 4 sigma_max "
+            "window; max_err of the levels vs that gather in float64 (images in [0, 1]).",
+            "",
+            markdown_table(
+                payload["large_blur"],
+                ["B x S", "size", "sigma_max", "method", "fwd_ms", "fwd_bwd_ms", "max_err"],
+            ),
+        ]
     text = table + "\n" + "\n".join(notes)
     md = args.md or (None if args.quick else REPO / "docs" / "results" / "render.md")
     save(args.out, None, payload, text)

@@ -18,6 +18,10 @@ Window: ``kernel_size=K`` truncates the PSF to K x K (K=7 as in the paper; blur 
 saturates, d out / d sigma -> 0). ``kernel_size=None`` sizes the window from the largest sigma in the
 call, ``K = 2 ceil(3 sigma_max) + 1`` (Gaussian) or ``2 ceil(2 sigma_max - 0.5) + 1`` (disc), at most
 :data:`MAX_AUTO_KERNEL_SIZE` (blur beyond that saturates as above); the cost grows with Kr.
+
+Large blur: ``mode="levels"`` has gather semantics with an *untruncated* Gaussian of any size, from
+separable blurs at a ladder of levels interpolated in variance per pixel (:mod:`focalstack.optics._levels`;
+approximate between levels, cost nearly independent of sigma).
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ from typing import Literal
 import torch
 
 from focalstack.optics._gather import GatherRender
+from focalstack.optics._levels import render_levels
 from focalstack.optics._rings import window_rings
 from focalstack.optics._scatter import ScatterRender
 
 #: Largest window ``kernel_size=None`` picks (Gaussian sigma up to 5 px untruncated at 3 sigma).
 MAX_AUTO_KERNEL_SIZE = 31
 
-_MODES = {"gather": GatherRender, "scatter": ScatterRender}
+_MODES = {"gather": GatherRender, "scatter": ScatterRender, "levels": None}
 _PSFS = ("gaussian", "disc")
 
 __all__ = ["MAX_AUTO_KERNEL_SIZE", "auto_kernel_size", "render_stack"]
@@ -99,7 +104,7 @@ def render_stack(
     sigma: torch.Tensor,
     *,
     kernel_size: int | None = 7,
-    mode: Literal["gather", "scatter"] = "gather",
+    mode: Literal["gather", "scatter", "levels"] = "gather",
     psf: Literal["gaussian", "disc"] = "gaussian",
 ) -> torch.Tensor:
     """Render a focal stack from an all-in-focus image and per-slice blur maps.
@@ -113,9 +118,11 @@ def render_stack(
             (``focalstack.optics.depth_to_sigma_px``). The disc PSF has radius ``2 sigma`` px (the CoC
             radius), i.e. the same per-axis std.
         kernel_size: odd window size K in pixels, or None to size it from ``sigma.max()`` (at most
-            :data:`MAX_AUTO_KERNEL_SIZE`).
-        mode: ``"gather"`` (kernel of the output pixel, fast, default) or ``"scatter"`` (kernel of the
-            source pixel, as in the paper's CUDA layer). See the module docstring.
+            :data:`MAX_AUTO_KERNEL_SIZE`). Not used by ``"levels"`` (untruncated).
+        mode: ``"gather"`` (kernel of the output pixel, fast, default), ``"scatter"`` (kernel of the
+            source pixel, as in the paper's CUDA layer) or ``"levels"`` (gather with an untruncated
+            Gaussian for blur larger than a window, interpolated between blur levels; Gaussian PSF
+            only). See the module docstring.
         psf: ``"gaussian"`` (``exp(-r^2 / 2 sigma^2)``) or ``"disc"`` (uniform disc of radius
             ``2 sigma`` with a one-pixel anti-aliased edge, ``clamp(2 sigma + 0.5 - r, 0, 1)``).
 
@@ -124,13 +131,21 @@ def render_stack(
 
     Raises:
         ValueError: wrong ranks or shapes, mismatched B/H/W, dtype or device, NaN/inf or negative
-            sigma, an even or non-positive ``kernel_size``, or an unknown ``mode`` / ``psf``.
+            sigma, an even or non-positive ``kernel_size``, an unknown ``mode`` / ``psf``, or
+            ``mode="levels"`` with the disc PSF.
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {tuple(_MODES)}, got {mode!r}")
     if psf not in _PSFS:
         raise ValueError(f"psf must be one of {_PSFS}, got {psf!r}")
     max_sigma = _check_inputs(aif, sigma)
+    if mode == "levels":
+        if psf != "gaussian":
+            raise ValueError("mode='levels' renders the Gaussian PSF only (a disc is not separable)")
+        dtype = aif.dtype
+        if dtype not in (torch.float32, torch.float64):
+            aif, sigma = aif.float(), sigma.float()
+        return render_levels(aif, sigma).to(dtype)
     if kernel_size is None:
         kernel_size = auto_kernel_size(max_sigma, psf, min(MAX_AUTO_KERNEL_SIZE, 2 * max(aif.shape[2:]) - 1))
     kernel_size = _check_kernel_size(kernel_size)
