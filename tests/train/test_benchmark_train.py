@@ -16,7 +16,7 @@ def test_train_procedural_benchmark_short_run(tmp_path: Path) -> None:
     main(args)
     payload = json.loads(out.read_text())
     assert set(payload["results"]) == {
-        "daifnet w16 trained", "daifnet w16 untrained", "constant (mid range)", "DFF (classical)"
+        "daifnet-attn w8 trained", "daifnet-attn w8 untrained", "constant (mid range)", "DFF (classical)"
     }
     for row in payload["results"].values():
         assert set(row) == set(METRICS)
@@ -24,3 +24,36 @@ def test_train_procedural_benchmark_short_run(tmp_path: Path) -> None:
     assert payload["training"]["steps"] >= 1
     assert 0.0 < payload["speed"]["render_share"] < 1.0
     assert "| DFF (classical) |" in md.read_text()
+
+
+def test_ablation_variants_change_exactly_one_thing(tmp_path: Path) -> None:
+    import dataclasses
+
+    from benchmarks.ablations import VARIANTS, variant_config
+    from focalstack.train.config import diff
+
+    base = variant_config("base", tmp_path, 1.0)
+    for name, (_, overrides) in VARIANTS.items():
+        cfg = variant_config(name, tmp_path / name, 1.0)
+        cfg.validate()
+        for key, value in overrides.items():
+            section, field = key.split(".")
+            assert getattr(getattr(cfg, section), field) == value
+        if cfg.data.num_slices != 5:  # the procedural scenes must offer that many slices
+            assert cfg.data.procedural.num_slices == (cfg.data.num_slices,) * 2
+        changed = diff(dataclasses.replace(base, out=cfg.out), cfg)
+        assert len(changed) <= len(overrides) + 1, (name, changed)
+
+
+@pytest.mark.slow
+def test_ablation_benchmark_short_run(tmp_path: Path) -> None:
+    from benchmarks.ablations import main
+
+    out, md = tmp_path / "a.json", tmp_path / "a.md"
+    main(["--minutes", "0.1", "--only", "base", "width-4", "--a-scenes", "1", "--runs", str(tmp_path / "r"),
+          "--out", str(out), "--md", str(md)])
+    results = json.loads(out.read_text())["results"]
+    assert [r["variant"] for r in results] == ["base", "width-4"]
+    for r in results:
+        assert r["training"]["steps"] >= 1 and 0 <= r["scores"]["procedural"]["delta1"] <= 1
+    assert "| width | width-4 |" in md.read_text()
