@@ -122,3 +122,11 @@ def test_lr_schedule_warmup_cosine_and_floor() -> None:
     const = OptimConfig(schedule="constant")
     assert lr_factor(0, const, 10) == lr_factor(9, const, 10) == 1.0
     assert math.isclose(lr_factor(0, OptimConfig(), 10), 1.0)
+    # a time budget ahead of the step count advances the cosine (never slows it)
+    assert lr_factor(10, cfg, 104, time_progress=0.5) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(54, cfg, 104, time_progress=0.1) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(10, cfg, 104, time_progress=1.5) == pytest.approx(0.1)
+    bad = TrainConfig()
+    bad.optim.anneal_to_budget = True
+    with pytest.raises(ValueError, match="anneal_to_budget"):
+        bad.validate()

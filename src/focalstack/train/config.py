@@ -84,6 +84,10 @@ class OptimConfig:
     blur_scale_lr: float = 1e-2
     """Learning rate of the per-scene log blur scales (data.estimate_blur_scale): their own parameter
     group, without weight decay or clipping, on the same warmup / schedule as lr."""
+    anneal_to_budget: bool = False
+    """With time_budget_min: the cosine's progress is max(step / max_steps, elapsed / budget), so the
+    schedule ends when the time is up however fast the machine is (set max_steps generously). Rank 0's
+    clock decides for all ranks; elapsed time counts from the start of this run (a resume restarts it)."""
 
 
 @dataclass
@@ -137,6 +141,8 @@ class TrainConfig:
         rules = [
             ("max_steps", self.max_steps, self.max_steps >= 1, ">= 1"),
             ("time_budget_min", budget, budget is None or budget > 0, "> 0"),
+            ("optim.anneal_to_budget", o.anneal_to_budget, not o.anneal_to_budget or budget is not None,
+             "only with time_budget_min"),
             ("threads", self.threads, self.threads is None or self.threads >= 1, ">= 1 or None"),
             ("data.batch_size", d.batch_size, d.batch_size >= 1, ">= 1"),
             ("data.num_slices", d.num_slices, d.num_slices >= 2, ">= 2"),

@@ -127,6 +127,15 @@ def all_true(flag: bool, ctx: DistContext) -> bool:
     return bool(t.item())
 
 
+def broadcast_float(value: float, ctx: DistContext) -> float:
+    """Rank 0's ``value`` on every rank (e.g. its clock, so schedules stay identical)."""
+    if not ctx.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=ctx.device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
+
+
 def any_true(flag: bool, ctx: DistContext) -> bool:
     """True if ``flag`` holds on any rank (e.g. rank 0's time budget ran out)."""
     return not all_true(not flag, ctx)

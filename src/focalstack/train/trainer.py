@@ -59,13 +59,18 @@ BLUR_SCALES_JSON = "blur_scales.json"
 VAL_METRICS = ("absrel", "delta1", "rmse", "error_slices")
 
 
-def lr_factor(step: int, cfg: OptimConfig, total_steps: int) -> float:
-    """Learning-rate multiplier at ``step``: linear warmup, then cosine to ``min_lr_ratio`` (or constant)."""
+def lr_factor(step: int, cfg: OptimConfig, total_steps: int, time_progress: float = 0.0) -> float:
+    """Learning-rate multiplier at ``step``: linear warmup, then cosine to ``min_lr_ratio`` (or constant).
+
+    ``time_progress`` (fraction of a time budget used, ``optim.anneal_to_budget``) advances the cosine
+    when it is ahead of the step count.
+    """
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return 1.0
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    progress = max(progress, min(1.0, time_progress))
     return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -179,8 +184,9 @@ class Trainer:
             scale_group = {"params": [self.blur_scales.log_scale], "lr": o.blur_scale_lr, "weight_decay": 0.0}
             groups.append(scale_group)
         self.optimizer = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas)
+        self._time_progress, self._fit_start = 0.0, None
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, o, cfg.max_steps)
+            self.optimizer, lambda step: lr_factor(step, o, cfg.max_steps, self._time_progress)
         )
         # The loss weights (1e3 on reconstruction) already scale gradients up; torch's default initial
         # scale of 2**16 would overflow float16 for the first several steps.
@@ -321,6 +327,7 @@ class Trainer:
 
                 self.writer = SummaryWriter(str(self.out / "tb"))
         start, start_step = time.monotonic(), self.step
+        self._fit_start = start
         stop_step = min(cfg.max_steps, self.step + steps) if steps is not None else cfg.max_steps
         bar = tqdm(
             total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,
@@ -377,6 +384,14 @@ class Trainer:
 
     def _due(self, every: int) -> bool:
         return every > 0 and self.step % every == 0
+
+    def _budget_progress(self) -> float:
+        """Fraction of the time budget used (``optim.anneal_to_budget``), identical on every rank."""
+        budget = self.cfg.time_budget_min
+        if not (self.cfg.optim.anneal_to_budget and budget and self._fit_start is not None):
+            return 0.0
+        elapsed = min(1.0, (time.monotonic() - self._fit_start) / (budget * 60))
+        return distributed.broadcast_float(elapsed, self.ctx)
 
     def _out_of_time(self, start: float) -> bool:
         budget = self.cfg.time_budget_min
@@ -440,6 +455,7 @@ class Trainer:
         with warnings.catch_warnings():
             # The schedule follows the step count, skipped updates included; torch warns about that.
             warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            self._time_progress = self._budget_progress()
             self.scheduler.step()
         self.step += 1
         if keep_images and render is not None:
