@@ -30,7 +30,7 @@ def procedural_cpu() -> TrainConfig:
 def shipped() -> TrainConfig:
     """The recipe of the shipped weights (``focalstack/weights/default.pt``): slice-attention DAIF-Net,
     width 8, procedural scenes on the fly, 96^2 crops with 3-5 slices, the paper's losses plus the focus
-    prior; 1800 steps (about 15 min on 2 CPU cores)."""
+    prior; 1800 steps (about 10 min on the idle 2-core CPU)."""
     cfg = procedural_cpu()
     cfg.model = ModelConfig(name="daifnet-attn", width=8, depth=4)
     cfg.loss = LossConfig(focus_prior_weight=200.0)
