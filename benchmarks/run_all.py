@@ -1,4 +1,4 @@
-"""``make bench``: rerun every benchmark and refresh the README tables (about 2 h on 2 CPU cores).
+"""``make bench``: rerun every benchmark and refresh the README tables (about 2.5 h on 2 CPU cores).
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, then the paper's DAIF-Net),
 shipped weights, accuracy protocol (renders its data first when missing), ablations, held-out-slice
