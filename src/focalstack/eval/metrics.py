@@ -143,20 +143,19 @@ def ddff_metrics(pred_disp: torch.Tensor, gt_disp: torch.Tensor, mask: torch.Ten
         if not m.any():
             continue
         p, g = pred_disp[b][m], gt_disp[b][m]
-        diff = p - g
-        ratio = torch.maximum(p / g, g / p)
+        std = _ratio_metrics(p, g)  # the standard formulas, applied to disparity
         vals = {
-            "ddff_mse": (diff**2).mean(),
-            "ddff_rms": (diff**2).mean().sqrt(),
-            "ddff_logrms": ((torch.log(p) - torch.log(g)) ** 2).mean().sqrt(),
-            "ddff_absrel": (diff.abs() / g).mean(),
-            "ddff_sqrel": (diff**2 / g).mean(),
-            "ddff_badpix": 100.0 * (diff.abs() > BADPIX_THRESHOLD).double().mean(),
-            "ddff_bump": 100.0 * bump[b][inner[b]].mean() if inner[b].any() else torch.tensor(math.nan),
+            "ddff_mse": std["rmse"] ** 2,
+            "ddff_rms": std["rmse"],
+            "ddff_logrms": std["rmse_log"],
+            "ddff_absrel": std["absrel"],
+            "ddff_sqrel": std["sqrel"],
+            "ddff_badpix": 100.0 * float((p - g).abs().gt(BADPIX_THRESHOLD).double().mean()),
+            "ddff_bump": float(100.0 * bump[b][inner[b]].mean()) if inner[b].any() else math.nan,
         }
         for k in (1, 2, 3):
-            vals[f"ddff_delta{k}"] = 100.0 * (ratio < 1.25**k).double().mean()
-        per_image.append({k: float(v) for k, v in vals.items()})
+            vals[f"ddff_delta{k}"] = 100.0 * std[f"delta{k}"]
+        per_image.append(vals)
     return _average(per_image)
 
 

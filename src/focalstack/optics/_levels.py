@@ -57,18 +57,21 @@ def blur_separable(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return _blur_matrix(h, sigma, image) @ image @ _blur_matrix(w, sigma, image).T
 
 
-def render_levels(aif: torch.Tensor, sigma: torch.Tensor, ratio: float = LEVEL_RATIO) -> torch.Tensor:
+def render_levels(
+    aif: torch.Tensor, sigma: torch.Tensor, max_sigma: float, ratio: float = LEVEL_RATIO
+) -> torch.Tensor:
     """Gather rendering with an untruncated Gaussian PSF via blur levels (inputs already validated).
 
     Args:
         aif: (B, C, H, W) image.
         sigma: (B, S, H, W) Gaussian std in pixels per output slice, finite and >= 0.
+        max_sigma: ``sigma.max()`` (the caller has it from validation; one device sync fewer).
         ratio: ratio between consecutive blur levels (> 1; smaller is more accurate and slower).
 
     Returns:
         (B, S, C, H, W) rendered slices.
     """
-    levels = level_sigmas(float(sigma.detach().max()), ratio)
+    levels = level_sigmas(max_sigma, ratio)
     stack = torch.stack([blur_separable(aif, s) for s in levels], dim=1)  # (B, J, C, H, W)
     var = torch.tensor([s * s for s in levels], dtype=sigma.dtype, device=sigma.device)
     v = sigma * sigma

@@ -39,7 +39,9 @@ from focalstack.optics._scatter import ScatterRender
 #: Largest window ``kernel_size=None`` picks (Gaussian sigma up to 5 px untruncated at 3 sigma).
 MAX_AUTO_KERNEL_SIZE = 31
 
-_MODES = {"gather": GatherRender, "scatter": ScatterRender, "levels": None}
+#: Window-based modes (ring decomposition); "levels" is the untruncated large-blur form.
+_RING_MODES = {"gather": GatherRender, "scatter": ScatterRender}
+_MODES = (*_RING_MODES, "levels")
 _PSFS = ("gaussian", "disc")
 
 __all__ = ["MAX_AUTO_KERNEL_SIZE", "auto_kernel_size", "render_stack"]
@@ -135,23 +137,20 @@ def render_stack(
             ``mode="levels"`` with the disc PSF.
     """
     if mode not in _MODES:
-        raise ValueError(f"mode must be one of {tuple(_MODES)}, got {mode!r}")
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     if psf not in _PSFS:
         raise ValueError(f"psf must be one of {_PSFS}, got {psf!r}")
+    if mode == "levels" and psf != "gaussian":
+        raise ValueError("mode='levels' renders the Gaussian PSF only (a disc is not separable)")
     max_sigma = _check_inputs(aif, sigma)
-    if mode == "levels":
-        if psf != "gaussian":
-            raise ValueError("mode='levels' renders the Gaussian PSF only (a disc is not separable)")
-        dtype = aif.dtype
-        if dtype not in (torch.float32, torch.float64):
-            aif, sigma = aif.float(), sigma.float()
-        return render_levels(aif, sigma).to(dtype)
-    if kernel_size is None:
-        kernel_size = auto_kernel_size(max_sigma, psf, min(MAX_AUTO_KERNEL_SIZE, 2 * max(aif.shape[2:]) - 1))
-    kernel_size = _check_kernel_size(kernel_size)
     dtype = aif.dtype
     if dtype not in (torch.float32, torch.float64):
         aif, sigma = aif.float(), sigma.float()
+    if mode == "levels":
+        return render_levels(aif, sigma, max_sigma).to(dtype)
+    if kernel_size is None:
+        kernel_size = auto_kernel_size(max_sigma, psf, min(MAX_AUTO_KERNEL_SIZE, 2 * max(aif.shape[2:]) - 1))
+    kernel_size = _check_kernel_size(kernel_size)
     sigma_grad = torch.is_grad_enabled() and sigma.requires_grad
-    out = _MODES[mode].apply(aif, sigma, window_rings(kernel_size), psf, sigma_grad)
+    out = _RING_MODES[mode].apply(aif, sigma, window_rings(kernel_size), psf, sigma_grad)
     return out.to(dtype)
