@@ -132,7 +132,7 @@ def test_bad_output_shape_raises() -> None:
 
 @pytest.mark.parametrize(
     "field, value",
-    [("coarse_aif", "median"), ("coarse_temperature_px", 0.0), ("ssim_mix", 1.5), ("ssim_window", 4)],
+    [("coarse_aif", "median"), ("coarse_temperature_px", 0.0), ("ssim_mix", 1.5), ("ssim_window", 4), ("ssim_range", 0.0)],
 )
 def test_bad_config_raises(field: str, value) -> None:
     with pytest.raises(ValueError):
@@ -151,6 +151,21 @@ def test_photometric_zero_iff_equal_and_mix() -> None:
     torch.testing.assert_close(photometric_loss(a, b), 0.85 * dssim + 0.15 * l1)
     with pytest.raises(ValueError):
         photometric_loss(a, b[0])
+
+
+def test_ssim_range_discounts_noise_in_flat_regions() -> None:
+    # A flat image against itself plus sensor-level noise (std 0.02): standard SSIM (range 1) reports a
+    # large dissimilarity; a larger range scales the constants so the same noise costs little, while a
+    # real structural difference (an edge missing) still costs about as much as its L2 energy says.
+    gen = torch.Generator().manual_seed(0)
+    flat = torch.full((1, 1, 3, 32, 32), 0.5)
+    noisy = flat + 0.02 * torch.randn(flat.shape, generator=gen)
+    std, wide = photometric_loss(noisy, flat, 1.0), photometric_loss(noisy, flat, 1.0, ssim_range=10.0)
+    assert std > 0.2 and wide < 0.01
+    edge = flat.clone()
+    edge[..., 16:] = 0.9
+    torch.testing.assert_close(photometric_loss(edge, edge, 1.0, ssim_range=10.0), torch.tensor(0.0))
+    assert photometric_loss(edge, flat, 1.0, ssim_range=10.0) > 20 * wide
 
 
 # ----------------------------------------------------------------------------- coarse AIF

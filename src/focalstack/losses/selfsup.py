@@ -39,6 +39,12 @@ class LossConfig:
         smooth_beta: edge sensitivity: the smoothness weight is ``exp(-beta |grad AIF|)``.
         ssim_mix: share of ``1 - SSIM`` in the photometric mix (the rest is L1).
         ssim_window: SSIM Gaussian window size (pixels, odd; std 1.5 px).
+        ssim_range: dynamic range L given to SSIM, whose stabilising constants are ``(0.01 L)^2`` and
+            ``(0.03 L)^2``. L = 1 is standard SSIM (the paper). With it, sensor noise (std ~0.01-0.03 in
+            sRGB) rivals the constants in flat regions, so the term rewards depths that put some slice
+            exactly in focus (the AIF can then copy that slice's noise) and pulls depth onto the slices.
+            A larger L makes the term closer to a windowed L2 (the Gaussian-noise likelihood) and
+            insensitive to noise.
         log_sigma_px: std of the Gaussian in the Laplacian-of-Gaussian (pixels).
         render_mode: renderer mode, ``"gather"`` or ``"scatter"`` (``focalstack.optics.render_stack``).
         psf: renderer point-spread function, ``"gaussian"`` or ``"disc"``.
@@ -59,6 +65,7 @@ class LossConfig:
     smooth_beta: float = 2.5
     ssim_mix: float = 0.85
     ssim_window: int = 7
+    ssim_range: float = 1.0
     log_sigma_px: float = 1.0
     render_mode: Literal["gather", "scatter"] = "gather"
     psf: Literal["gaussian", "disc"] = "gaussian"
@@ -75,6 +82,8 @@ class LossConfig:
             raise ValueError("coarse_temperature_px and log_sigma_px must be > 0")
         if not 0.0 <= self.ssim_mix <= 1.0:
             raise ValueError(f"ssim_mix must be in [0, 1], got {self.ssim_mix}")
+        if not self.ssim_range > 0:
+            raise ValueError(f"ssim_range must be > 0, got {self.ssim_range}")
         if self.ssim_window < 3 or self.ssim_window % 2 == 0:
             raise ValueError(f"ssim_window must be odd and >= 3, got {self.ssim_window}")
 
@@ -96,7 +105,11 @@ class LossOutput(NamedTuple):
 
 
 def photometric_loss(
-    pred: torch.Tensor, target: torch.Tensor, ssim_mix: float = 0.85, window: int = 7
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    ssim_mix: float = 0.85,
+    window: int = 7,
+    ssim_range: float = 1.0,
 ) -> torch.Tensor:
     """``ssim_mix * (1 - SSIM) + (1 - ssim_mix) * L1``, averaged over everything.
 
@@ -104,6 +117,8 @@ def photometric_loss(
         pred, target: (..., C, H, W) images in [0, 1] (leading dimensions are flattened).
         ssim_mix: share of the SSIM part.
         window: SSIM Gaussian window size (pixels).
+        ssim_range: dynamic range given to SSIM (scales its stabilising constants; see
+            :class:`LossConfig`).
 
     Returns:
         Scalar tensor; 0 when ``pred == target``.
@@ -114,7 +129,7 @@ def photometric_loss(
     l1 = (p - t).abs().mean()
     if ssim_mix == 0:
         return l1
-    dssim = 1.0 - kornia.metrics.ssim(p, t, window, max_val=1.0).mean()
+    dssim = 1.0 - kornia.metrics.ssim(p, t, window, max_val=ssim_range).mean()
     return ssim_mix * dssim + (1.0 - ssim_mix) * l1
 
 
@@ -302,8 +317,8 @@ def self_supervised_losses_detailed(
     coarse = coarse_aif(stack, sigma, cfg.coarse_aif, cfg.coarse_temperature_px)
     t = depth_to_t(depth, inputs["depth_range_m"])
     terms = {
-        "recon": cfg.recon_weight * photometric_loss(render, stack, cfg.ssim_mix, cfg.ssim_window),
-        "aif": cfg.aif_weight * photometric_loss(aif, coarse, cfg.ssim_mix, cfg.ssim_window),
+        "recon": cfg.recon_weight * photometric_loss(render, stack, cfg.ssim_mix, cfg.ssim_window, cfg.ssim_range),
+        "aif": cfg.aif_weight * photometric_loss(aif, coarse, cfg.ssim_mix, cfg.ssim_window, cfg.ssim_range),
         "sharpness": cfg.sharpness_weight * log_sharpness_loss(aif, cfg.log_sigma_px),
         "smooth": cfg.smooth_weight * edge_aware_smoothness(t, aif, cfg.smooth_beta),
     }
