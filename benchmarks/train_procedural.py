@@ -145,9 +145,9 @@ def measure_speed(trainer: Trainer, steps: int) -> dict[str, Any]:
     return {**by_threads[best], **shape, "threads": best, "by_threads": by_threads}
 
 
-def heldout_scenes(n: int, cfg: ProceduralConfig) -> list[FocalStack]:
-    """``n`` procedural scenes drawn from one generator seeded with EVAL_SEED."""
-    gen = torch.Generator().manual_seed(EVAL_SEED)
+def heldout_scenes(n: int, cfg: ProceduralConfig, seed: int = EVAL_SEED) -> list[FocalStack]:
+    """``n`` procedural scenes drawn from one generator seeded with ``seed`` (default EVAL_SEED)."""
+    gen = torch.Generator().manual_seed(seed)
     return [procedural_scene(cfg, gen, name=f"heldout_{i:02d}") for i in tqdm(range(n), desc="scenes")]
 
 

@@ -132,7 +132,13 @@ def test_bad_output_shape_raises() -> None:
 
 @pytest.mark.parametrize(
     "field, value",
-    [("coarse_aif", "median"), ("coarse_temperature_px", 0.0), ("ssim_mix", 1.5), ("ssim_window", 4), ("ssim_range", 0.0)],
+    [
+        ("coarse_aif", "median"),
+        ("coarse_temperature_px", 0.0),
+        ("ssim_mix", 1.5),
+        ("ssim_window", 4),
+        ("ssim_range", 0.0),
+    ],
 )
 def test_bad_config_raises(field: str, value) -> None:
     with pytest.raises(ValueError):

@@ -57,3 +57,19 @@ def test_ablation_benchmark_short_run(tmp_path: Path) -> None:
     for r in results:
         assert r["training"]["steps"] >= 1 and 0 <= r["scores"]["procedural"]["delta1"] <= 1
     assert "| width | width-4 |" in md.read_text()
+
+
+def test_fit_procedural_benchmark_tiny_run(tmp_path: Path) -> None:
+    from benchmarks.fit_procedural import main
+
+    out, md = tmp_path / "f.json", tmp_path / "f.md"
+    payload = main(["--seeds", "5", "--scenes", "1", "--ranges", "1", "10", "--iterations", "2",
+                    "--out", str(out), "--md", str(md)])
+    methods = [r["method"] for r in payload["rows"]]
+    assert methods == ["DFF (classical)", "fit, ssim_range 1", "fit, ssim_range 10"]
+    for row in payload["rows"]:
+        assert 0.0 <= row["delta1"] <= 1.0 and row["absrel"] >= 0.0 and row["error_slices"] >= 0.0
+    assert json.loads(out.read_text())["rows"] == payload["rows"]
+    assert "| 5 | 1 | fit, ssim_range 10 |" in md.read_text()
+    with pytest.raises(SystemExit):
+        main(["--seeds", "5", "6", "--scenes", "1"])

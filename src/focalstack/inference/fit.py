@@ -42,7 +42,9 @@ class FitConfig:
         min_size: scales whose shorter image side would fall below this many pixels are skipped.
         loss: loss weights and renderer options (the training losses). The default renderer window is
             sized to the largest blur (``kernel_size=None``, up to 31 px) instead of training's 7 x 7: a
-            truncated PSF cannot explain large blur, and the AIF then absorbs the error.
+            truncated PSF cannot explain large blur, and the AIF then absorbs the error. SSIM uses
+            dynamic range 10 (``LossConfig.ssim_range``), as the shipped recipe: with standard SSIM,
+            sensor noise pulls the fitted depth onto the slices' focus distances.
         init: initial depth and AIF: ``"dff"`` (depth from focus and a focus-stacked AIF,
             ``focalstack.inference.baselines.dff_predict``), ``"network"``
             (``focalstack.inference.predict.predict`` with ``checkpoint``) or ``"constant"`` (middle of the
@@ -61,7 +63,7 @@ class FitConfig:
     lr: float = 0.05
     scales: tuple[int, ...] = (4, 2, 1)
     min_size: int = 16
-    loss: LossConfig = field(default_factory=lambda: LossConfig(kernel_size=None))
+    loss: LossConfig = field(default_factory=lambda: LossConfig(kernel_size=None, ssim_range=10.0))
     init: Literal["dff", "network", "constant"] = "dff"
     checkpoint: str | None = None
     estimate_blur_scale: bool = False

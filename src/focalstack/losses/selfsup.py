@@ -316,9 +316,10 @@ def self_supervised_losses_detailed(
     render = render_stack(aif, sigma, kernel_size=cfg.kernel_size, mode=cfg.render_mode, psf=cfg.psf)
     coarse = coarse_aif(stack, sigma, cfg.coarse_aif, cfg.coarse_temperature_px)
     t = depth_to_t(depth, inputs["depth_range_m"])
+    photo = (cfg.ssim_mix, cfg.ssim_window, cfg.ssim_range)
     terms = {
-        "recon": cfg.recon_weight * photometric_loss(render, stack, cfg.ssim_mix, cfg.ssim_window, cfg.ssim_range),
-        "aif": cfg.aif_weight * photometric_loss(aif, coarse, cfg.ssim_mix, cfg.ssim_window, cfg.ssim_range),
+        "recon": cfg.recon_weight * photometric_loss(render, stack, *photo),
+        "aif": cfg.aif_weight * photometric_loss(aif, coarse, *photo),
         "sharpness": cfg.sharpness_weight * log_sharpness_loss(aif, cfg.log_sigma_px),
         "smooth": cfg.smooth_weight * edge_aware_smoothness(t, aif, cfg.smooth_beta),
     }

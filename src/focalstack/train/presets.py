@@ -27,13 +27,29 @@ def procedural_cpu() -> TrainConfig:
     )
 
 
+def shipped_loss() -> LossConfig:
+    """The shipped recipe's losses: the paper's weights, SSIM with dynamic range 10, the focus prior.
+
+    With standard SSIM, sensor noise made the re-rendering loss of the true depth (AIF re-fitted)
+    clearly higher than that of the depths a per-scene fit finds, which sit on the slices; with range
+    10 the two nearly agree. Per-scene fits (100 iterations) on three sets of 8-12 procedural scenes
+    drawn with other seeds than the benchmark's: delta1 0.76 / 0.55 / 0.56 -> 0.70 / 0.72 / 0.64,
+    AbsRel 0.54 / 1.63 / 1.86 -> 0.22 / 0.95 / 0.76. The network trained with it (1800 steps) scores
+    as before on held-out procedural scenes (delta1 0.783 vs 0.780). Without the focus prior one run
+    (1800 steps, fresh scenes, 1 thread) reached AbsRel 0.14 but the learning benchmark's run (scene
+    pool, 2 threads, 1847 steps) fell to delta1 0.61 / AbsRel 0.46, so the prior (weight 200) stays.
+    """
+    return LossConfig(ssim_range=10.0, focus_prior_weight=200.0)
+
+
 def shipped() -> TrainConfig:
     """The recipe of the shipped weights (``focalstack/weights/default.pt``): slice-attention DAIF-Net,
-    width 8, procedural scenes on the fly, 96^2 crops with 3-5 slices, the paper's losses plus the focus
-    prior; 1800 steps (about 10 min on the idle 2-core CPU)."""
+    width 8, procedural scenes on the fly, 96^2 crops with 3-5 slices, the paper's losses with a
+    noise-tolerant SSIM (``ssim_range`` 10) plus the focus prior; 1800 steps (about 10 min on the idle
+    2-core CPU)."""
     cfg = procedural_cpu()
     cfg.model = ModelConfig(name="daifnet-attn", width=8, depth=4)
-    cfg.loss = LossConfig(focus_prior_weight=200.0)
+    cfg.loss = shipped_loss()
     cfg.data.crop, cfg.data.min_slices = 96, 3
     cfg.log.val_every = 600
     cfg.out, cfg.max_steps, cfg.time_budget_min, cfg.threads, cfg.seed = "runs/shipped", 1800, 28.0, 1, 0
@@ -70,7 +86,7 @@ def tta() -> TrainConfig:
     """Fine-tune the shipped weights on the user's own scenes (``--data DIR``): short, constant lr."""
     cfg = procedural_cpu()
     cfg.init = "default"
-    cfg.loss = LossConfig(focus_prior_weight=200.0)  # as the shipped weights were trained
+    cfg.loss = shipped_loss()  # as the shipped weights were trained
     cfg.data = DataConfig(root="scenes", crop=128, num_slices=5, batch_size=2)
     cfg.optim = OptimConfig(lr=1e-4, schedule="constant", warmup_steps=10)
     cfg.log = LogConfig(log_every=10, image_every=50, val_every=0, ckpt_every=100)
