@@ -1,9 +1,9 @@
 """``make bench``: rerun every benchmark and refresh the README tables (about 2.5 h on 2 CPU cores).
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, then the paper's DAIF-Net),
-shipped weights, accuracy protocol (renders its data first when missing), ablations, held-out-slice
-evaluation on real stacks, README gallery, README splice. Seeds are fixed in
-each script.
+shipped weights, per-scene fits on procedural scenes, accuracy protocol (renders its data first when
+missing), ablations, held-out-slice evaluation on real stacks, README gallery, README splice. Seeds are
+fixed in each script.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ STEPS = [
         "docs/results/train_procedural_daifnet.md",
     ],
     ["-m", "benchmarks.shipped_procedural"],
+    ["-m", "benchmarks.fit_procedural"],
     ["scripts/make_accuracy_data.py"],
     ["-m", "benchmarks.accuracy"],
     ["-m", "benchmarks.ablations"],
