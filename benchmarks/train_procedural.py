@@ -229,6 +229,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model", default=None, help="model trained (default: the preset's)")
     parser.add_argument("--width", type=int, default=None, help="width of the trained model (default: preset's)")
     parser.add_argument("--crop", type=int, default=None, help="training crop (default: the preset's, 128)")
+    parser.add_argument(
+        "--focus-prior-weight", type=float, default=None, help="focus prior weight (default: the preset's)"
+    )
     parser.add_argument("--scenes", type=int, default=32, help="held-out evaluation scenes")
     parser.add_argument("--speed-steps", type=int, default=5, help="timed steps for the speed figures")
     parser.add_argument("--workers", type=int, default=1, help="loader workers making scenes")
@@ -247,6 +250,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.preset != "procedural-cpu":
         cfg = bench_config(Path(args.run), args.minutes, args.workers, args.pool, args.device, args.preset)
         cfg.max_steps = 10**6
+    if args.focus_prior_weight is not None:
+        cfg.loss = dataclasses.replace(cfg.loss, focus_prior_weight=args.focus_prior_weight)
     if args.model or args.width or args.crop or args.preset != "procedural-cpu":
         cfg.model = dataclasses.replace(
             cfg.model, name=args.model or cfg.model.name, width=args.width or cfg.model.width

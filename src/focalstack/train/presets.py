@@ -37,7 +37,7 @@ def shipped_loss() -> LossConfig:
     0.76 / 0.55 / 0.56 -> 0.70 / 0.72 / 0.64, AbsRel 0.53 / 1.63 / 1.86 -> 0.22 / 0.95 / 0.76. The
     network trained with it (1800 steps) scores as before on held-out procedural scenes (delta1 0.783
     vs 0.780). Without the focus prior one run (1800 steps, fresh scenes, 1 thread) reached AbsRel 0.14
-    but the learning benchmark's run (scene pool, 2 threads, 1847 steps) fell to delta1 0.61 / AbsRel
+    but the learning benchmark's run (scene pool, 2 threads, 1861 steps) fell to delta1 0.61 / AbsRel
     0.46, so the prior (weight 200) stays.
     """
     return LossConfig(ssim_range=10.0, focus_prior_weight=200.0)
