@@ -12,22 +12,16 @@ set scored by delta1, AbsRel and the error in slices, averaged over its scenes.
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 from tqdm import tqdm
 
 from benchmarks._common import REPO, machine_info, markdown_table, save
-from benchmarks.train_procedural import METRICS, heldout_scenes
+from benchmarks.train_procedural import METRICS, heldout_scenes, mean_metrics, scene_metrics
 from focalstack.data.procedural import ProceduralConfig
-from focalstack.eval.metrics import depth_metrics
 from focalstack.inference.baselines import dff_depth
 from focalstack.inference.fit import FitConfig, fit_scene
 from focalstack.losses import LossConfig
-
-
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: statistics.fmean(r[k] for r in rows) for k in METRICS}
 
 
 def score_set(seed: int, n: int, ranges: list[float], iterations: int) -> list[dict]:
@@ -43,9 +37,8 @@ def score_set(seed: int, n: int, ranges: list[float], iterations: int) -> list[d
             else:
                 cfg = FitConfig(iterations=iterations, loss=LossConfig(kernel_size=None, ssim_range=r))
                 depth = fit_scene(stack, cfg, progress=False).depth_m
-            m = depth_metrics(depth, stack.depth_m, focus_m=stack.focus_m)
-            rows.append({k: m[k] for k in METRICS})
-        out.append({"seed": seed, "scenes": n, "method": name, **_mean(rows)})
+            rows.append(scene_metrics(depth, stack))
+        out.append({"seed": seed, "scenes": n, "method": name, **mean_metrics(rows)})
     return out
 
 

@@ -151,6 +151,17 @@ def heldout_scenes(n: int, cfg: ProceduralConfig, seed: int = EVAL_SEED) -> list
     return [procedural_scene(cfg, gen, name=f"heldout_{i:02d}") for i in tqdm(range(n), desc="scenes")]
 
 
+def scene_metrics(depth_m: torch.Tensor, stack: FocalStack) -> dict[str, float]:
+    """The benchmark's metrics (METRICS) of one (H, W) depth prediction against the stack's ground truth."""
+    m = depth_metrics(depth_m, stack.depth_m, focus_m=stack.focus_m)
+    return {k: m[k] for k in METRICS}
+
+
+def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Per-metric mean over scenes."""
+    return {k: statistics.fmean(r[k] for r in rows) for k in METRICS}
+
+
 @torch.no_grad()
 def evaluate(
     models: dict[str, torch.nn.Module], scenes: list[FocalStack], baselines: bool = True
@@ -170,11 +181,8 @@ def evaluate(
             preds["constant (mid range)"] = middle[0, 0].expand_as(stack.depth_m)
             preds["DFF (classical)"] = dff_depth(stack).float()
         for name, depth in preds.items():
-            m = depth_metrics(depth, stack.depth_m, focus_m=stack.focus_m)
-            per_method.setdefault(name, []).append({k: m[k] for k in METRICS})
-    return {
-        name: {k: statistics.fmean(r[k] for r in rows) for k in METRICS} for name, rows in per_method.items()
-    }
+            per_method.setdefault(name, []).append(scene_metrics(depth, stack))
+    return {name: mean_metrics(rows) for name, rows in per_method.items()}
 
 
 def report(

@@ -19,7 +19,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from focalstack.data.normalize import depth_to_t, t_to_depth, working_range_m
-from focalstack.losses import LossConfig, coarse_aif, self_supervised_losses, self_supervised_losses_detailed
+from focalstack.losses import (
+    NOISE_TOLERANT_SSIM_RANGE,
+    LossConfig,
+    coarse_aif,
+    self_supervised_losses,
+    self_supervised_losses_detailed,
+)
 from focalstack.optics import ThinLens, depth_to_sigma_px
 from focalstack.optics.nominal import NOMINAL_SPAN_SIGMA_PX, complete_camera
 
@@ -42,9 +48,9 @@ class FitConfig:
         min_size: scales whose shorter image side would fall below this many pixels are skipped.
         loss: loss weights and renderer options (the training losses). The default renderer window is
             sized to the largest blur (``kernel_size=None``, up to 31 px) instead of training's 7 x 7: a
-            truncated PSF cannot explain large blur, and the AIF then absorbs the error. SSIM uses
-            dynamic range 10 (``LossConfig.ssim_range``), as the shipped recipe: with standard SSIM,
-            sensor noise pulls the fitted depth onto the slices' focus distances.
+            truncated PSF cannot explain large blur, and the AIF then absorbs the error. SSIM uses the
+            noise-tolerant range (``NOISE_TOLERANT_SSIM_RANGE``), as the shipped recipe: with standard
+            SSIM, sensor noise pulls the fitted depth onto the slices' focus distances.
         init: initial depth and AIF: ``"dff"`` (depth from focus and a focus-stacked AIF,
             ``focalstack.inference.baselines.dff_predict``), ``"network"``
             (``focalstack.inference.predict.predict`` with ``checkpoint``) or ``"constant"`` (middle of the
@@ -63,7 +69,9 @@ class FitConfig:
     lr: float = 0.05
     scales: tuple[int, ...] = (4, 2, 1)
     min_size: int = 16
-    loss: LossConfig = field(default_factory=lambda: LossConfig(kernel_size=None, ssim_range=10.0))
+    loss: LossConfig = field(
+        default_factory=lambda: LossConfig(kernel_size=None, ssim_range=NOISE_TOLERANT_SSIM_RANGE)
+    )
     init: Literal["dff", "network", "constant"] = "dff"
     checkpoint: str | None = None
     estimate_blur_scale: bool = False

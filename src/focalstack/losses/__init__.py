@@ -2,6 +2,7 @@
 
 from focalstack.losses.selfsup import (
     INPUT_KEYS,
+    NOISE_TOLERANT_SSIM_RANGE,
     LossConfig,
     LossOutput,
     coarse_aif,
@@ -14,6 +15,7 @@ from focalstack.losses.selfsup import (
 
 __all__ = [
     "INPUT_KEYS",
+    "NOISE_TOLERANT_SSIM_RANGE",
     "LossConfig",
     "LossOutput",
     "coarse_aif",

@@ -21,6 +21,9 @@ from focalstack.data.normalize import depth_to_t, focus_to_u
 from focalstack.optics import depth_to_sigma_px, render_stack
 from focalstack.utils.focus import focus_floor, focus_measure, focus_peak
 
+#: SSIM dynamic range that tolerates sensor noise (``LossConfig.ssim_range``); used by ``fit`` and the
+#: shipped recipe (``python -m benchmarks.fit_procedural`` compares it with standard SSIM, range 1).
+NOISE_TOLERANT_SSIM_RANGE = 10.0
 #: Keys of ``batch["inputs"]`` (docs/CONVENTIONS.md); nothing else may reach a loss.
 INPUT_KEYS = frozenset({"stack", "focus_m", "focal_length_m", "f_number", "pixel_size_m", "depth_range_m"})
 #: Keys of the predictions passed to the losses.

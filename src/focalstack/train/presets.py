@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from focalstack.losses import LossConfig
+from focalstack.losses import NOISE_TOLERANT_SSIM_RANGE, LossConfig
 from focalstack.models import ModelConfig
 from focalstack.train.config import DataConfig, LogConfig, OptimConfig, TrainConfig
 
@@ -28,7 +28,7 @@ def procedural_cpu() -> TrainConfig:
 
 
 def shipped_loss() -> LossConfig:
-    """The shipped recipe's losses: the paper's weights, SSIM with dynamic range 10, the focus prior.
+    """The shipped recipe's losses: the paper's weights, the noise-tolerant SSIM range (10), the focus prior.
 
     With standard SSIM, sensor noise made the re-rendering loss of the true depth (AIF re-fitted)
     clearly higher than that of the depths a per-scene fit finds, which sit on the slices; with range
@@ -40,7 +40,7 @@ def shipped_loss() -> LossConfig:
     but the learning benchmark's run (scene pool, 2 threads, 1861 steps) fell to delta1 0.61 / AbsRel
     0.46, so the prior (weight 200) stays.
     """
-    return LossConfig(ssim_range=10.0, focus_prior_weight=200.0)
+    return LossConfig(ssim_range=NOISE_TOLERANT_SSIM_RANGE, focus_prior_weight=200.0)
 
 
 def shipped() -> TrainConfig:
