@@ -228,6 +228,45 @@ def measure_large(case: tuple[int, int, int, float], device: str, reps: int) -> 
     return rows
 
 
+def measure_breakdown(config: tuple[int, int, int, int], reps: int) -> dict:
+    """Where gather forward+backward spends its time on the CPU: ATen ops by self time (torch.profiler).
+
+    Per op: calls and self time per forward+backward, and the bytes its float32 operands span (every
+    input and ``out=`` tensor once) per second of its time. ``dispatch_us`` is the measured cost of one
+    call of a 1-element ``add`` (Python + dispatcher + launch), so ``calls * dispatch_us`` is the part of
+    the time that does not depend on the image size.
+    """
+    torch.set_num_threads(THREADS)
+    b, s, size, k = config
+    aif, sigma, grad = _inputs(b, s, size, "cpu")
+
+    def forward_backward() -> None:
+        a, sg = aif.detach().requires_grad_(), sigma.detach().requires_grad_()
+        render_stack(a, sg, kernel_size=k).backward(grad)
+
+    wall = _timed(forward_backward, reps, False)[0]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(reps):
+            forward_backward()
+    ops: dict[str, dict[str, float]] = {}
+    for e in prof.events():
+        if not e.name.startswith("aten::") or e.self_cpu_time_total <= 0:
+            continue
+        row = ops.setdefault(e.name, {"calls": 0.0, "self_ms": 0.0, "bytes": 0.0})
+        row["calls"] += 1 / reps
+        row["self_ms"] += e.self_cpu_time_total / 1e3 / reps
+        row["bytes"] += 4.0 * sum(math.prod(sh) for sh in e.input_shapes if sh) / reps
+    one, other, out = torch.zeros(1), torch.zeros(1), torch.zeros(1)
+    dispatch_us = time_it(lambda: [torch.add(one, other, out=out) for _ in range(1000)], reps=5)
+    rows = [
+        {"op": name, "calls": v["calls"], "self_ms": v["self_ms"], "share": v["self_ms"] / wall,
+         "GB_per_s": v["bytes"] / max(v["self_ms"], 1e-9) / 1e6}
+        for name, v in sorted(ops.items(), key=lambda kv: -kv[1]["self_ms"])
+    ]
+    calls = sum(r["calls"] for r in rows)
+    return {"config": list(config), "fwd_bwd_ms": wall, "calls": calls, "dispatch_us": dispatch_us, "ops": rows}
+
+
 def measure_floor(device: str) -> dict:
     """Measured matmul FLOP rate and copy bandwidth: the two ceilings the renderer is held against."""
     torch.set_num_threads(THREADS)
@@ -342,6 +381,22 @@ def _targets(rows: list) -> dict:
     }
 
 
+def breakdown_text(bd: dict, top: int = 8) -> str:
+    """Markdown: the ops that take most of gather's forward+backward time, and the dispatch estimate."""
+    b, s, size, k = bd["config"]
+    dispatch_ms = bd["calls"] * bd["dispatch_us"] / 1e3
+    head = (
+        f"Where gather's forward+backward time goes (B·S = {b * s}, {size}², K = {k}; torch.profiler, self "
+        f"time per op; GB_per_s = bytes the op's operands span / its time): {bd['fwd_bwd_ms']:.0f} ms in "
+        f"{bd['calls']:.0f} ATen calls; at {bd['dispatch_us']:.1f} µs per call (a 1-element add) the fixed "
+        f"per-call cost is ~{dispatch_ms:.0f} ms."
+    )
+    rows = [dict(r) for r in bd["ops"][:top]]
+    for r in rows:
+        r["share"] = f"{100 * r['share']:.0f} %"
+    return head + "\n\n" + markdown_table(rows, ["op", "calls", "self_ms", "share", "GB_per_s"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one tiny configuration, one rep (smoke run)")
@@ -352,16 +407,26 @@ def main() -> None:
     )
     parser.add_argument("--out", default="bench_out/render.json")
     parser.add_argument("--md", default=None, help="markdown table path (default docs/results/render.md)")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="only the CPU time breakdown of gather at the target config"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         job = json.loads(args.child)
+        if "breakdown" in job:
+            print(json.dumps({"results": measure_breakdown(tuple(job["breakdown"]), job["reps"])}))
+            return
         if "large" in job:
             print(json.dumps({"results": measure_large(tuple(job["large"]), job["device"], job["reps"])}))
             return
         cfg, device = tuple(job["config"]), job["device"]
         results = [measure(cfg, m, device, job["reps"]) for m in job["methods"]]
         print(json.dumps({"results": results, "floor": measure_floor(device) if job["floor"] else None}))
+        return
+    if args.breakdown:
+        text = breakdown_text(_child({"breakdown": TARGET, "reps": args.reps})["results"])
+        save(args.out, None, {"machine": machine_info(), "breakdown": text}, text)
         return
     configs = QUICK_CONFIGS if args.quick else [tuple(c) for c in args.config] if args.config else CONFIGS
     reps = 1 if args.quick else args.reps
@@ -408,6 +473,9 @@ def main() -> None:
                 ["B x S", "size", "sigma_max", "method", "fwd_ms", "fwd_bwd_ms", "max_err"],
             ),
         ]
+    if args.device == "cpu" and not (args.quick or args.config):
+        payload["breakdown"] = _child({"breakdown": TARGET, "reps": reps})["results"]
+        notes += ["", breakdown_text(payload["breakdown"])]
     text = table + "\n" + "\n".join(notes)
     md = args.md or (None if args.quick else REPO / "docs" / "results" / "render.md")
     save(args.out, None, payload, text)

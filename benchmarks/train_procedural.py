@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from tqdm import tqdm
 
 from benchmarks._common import REPO, machine_info, markdown_table, save
@@ -37,7 +38,8 @@ from focalstack.data.procedural import ProceduralConfig, procedural_scene
 from focalstack.data.stack import FocalStack
 from focalstack.eval.metrics import depth_metrics
 from focalstack.inference.baselines import dff_depth
-from focalstack.losses import selfsup
+from focalstack.losses import rendering
+from focalstack.train.config import merge, to_dict
 from focalstack.train.presets import get_preset
 from focalstack.train.trainer import Trainer, predict_depth
 
@@ -83,7 +85,7 @@ def time_cuda_steps(trainer: Trainer, batch: dict, steps: int) -> dict[str, Any]
 
 def time_cpu_steps(trainer: Trainer, batch: dict, steps: int) -> dict[str, Any]:
     """Median step time and the renderer's share (``render_stack`` plus its backward node)."""
-    real_render = selfsup.render_stack
+    real_render = rendering.render_stack
 
     def labelled_render(*args, **kwargs):
         with torch.profiler.record_function("render_stack"):
@@ -96,7 +98,7 @@ def time_cpu_steps(trainer: Trainer, batch: dict, steps: int) -> dict[str, Any]:
         start = time.perf_counter()
         trainer.train_step(batch)
         times.append(time.perf_counter() - start)
-    selfsup.render_stack = labelled_render
+    rendering.render_stack = labelled_render
     try:
         for _ in range(steps):
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
@@ -112,7 +114,7 @@ def time_cpu_steps(trainer: Trainer, batch: dict, steps: int) -> dict[str, Any]:
                 )
             )
     finally:
-        selfsup.render_stack = real_render
+        rendering.render_stack = real_render
     step = statistics.median(times)
     shares = [r / (1e3 * t) for r, t in zip(render_ms, profiled)]
     return {
@@ -185,6 +187,13 @@ def evaluate(
     return {name: mean_metrics(rows) for name, rows in per_method.items()}
 
 
+def loss_summary(loss) -> str:
+    """The loss settings that differ from the paper's defaults, e.g. ``ssim_range=10, linear_light=True``."""
+    default = type(loss)()
+    changed = [f.name for f in dataclasses.fields(loss) if getattr(loss, f.name) != getattr(default, f.name)]
+    return ", ".join(f"{name}={getattr(loss, name)!r}" for name in changed) or "the paper's"
+
+
 def report(
     args: argparse.Namespace,
     cfg,
@@ -218,7 +227,8 @@ def report(
         [
             f"Held-out procedural scenes: {args.scenes} (seed {EVAL_SEED}), 5 slices at {h}x{w}; training "
             f"{summary['steps']} steps in {args.minutes:g} min on {where} (1-min load average {load_before:.1f} "
-            f"before, {os.getloadavg()[0]:.1f} after).",
+            f"before, {os.getloadavg()[0]:.1f} after); loss (changes from the paper's): {loss_summary(cfg.loss)}"
+            + (f"; focus prior fading to 0 over the first {cfg.focus_prior_fade:.0%} of training." if cfg.focus_prior_fade else "."),
             "",
             markdown_table(rows, ["method", *METRICS]),
             "",
@@ -240,6 +250,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--focus-prior-weight", type=float, default=None, help="focus prior weight (default: the preset's)"
     )
+    parser.add_argument(
+        "--focus-prior-fade", type=float, default=None, help="fraction of training over which the prior fades to 0"
+    )
+    parser.add_argument(
+        "--loss", action="append", default=[], metavar="KEY=VALUE",
+        help="override a LossConfig field (YAML value), e.g. --loss linear_light=true; repeatable",
+    )
     parser.add_argument("--scenes", type=int, default=32, help="held-out evaluation scenes")
     parser.add_argument("--speed-steps", type=int, default=5, help="timed steps for the speed figures")
     parser.add_argument("--workers", type=int, default=1, help="loader workers making scenes")
@@ -260,6 +277,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cfg.max_steps = 10**6
     if args.focus_prior_weight is not None:
         cfg.loss = dataclasses.replace(cfg.loss, focus_prior_weight=args.focus_prior_weight)
+    if args.loss:
+        pairs = [item.split("=", 1) for item in args.loss]
+        if any(len(p) != 2 for p in pairs):
+            parser.error("--loss takes KEY=VALUE")
+        cfg.loss = merge(cfg.loss, {k: yaml.safe_load(v) for k, v in pairs})
+    if args.focus_prior_fade is not None:
+        cfg.focus_prior_fade = args.focus_prior_fade
     if args.model or args.width or args.crop or args.preset != "procedural-cpu":
         cfg.model = dataclasses.replace(
             cfg.model, name=args.model or cfg.model.name, width=args.width or cfg.model.width
@@ -291,6 +315,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "end_to_end_it_per_s": summary["it_per_s"],
             "final_train_loss": summary["train"].get("total"),
             "max_steps_schedule": cfg.max_steps,
+            "focus_prior_weight": cfg.loss.focus_prior_weight,
+            "focus_prior_fade": cfg.focus_prior_fade,
+            "loss": to_dict(cfg.loss),
             "device": str(trainer.ctx.device),
         },
         "eval": {"scenes": args.scenes, "seed": EVAL_SEED, "size": list(cfg.data.procedural.size)},

@@ -39,5 +39,6 @@ def test_demo_scene_is_reproduced_by_its_script():
     assert stored.meta["seed"] == script.SEED
     assert stored.camera == script.CAMERA and stored.focus_m.tolist() == list(script.FOCUS_M)
     depth, aif = script.scene_geometry(torch.Generator().manual_seed(script.SEED))
-    assert torch.equal(depth, stored.depth_m)
+    # Not bit-exact: other torch builds / CPUs round the float32 maths differently (seen on torch 2.11).
+    torch.testing.assert_close(depth, stored.depth_m, rtol=1e-5, atol=1e-6)
     assert (aif - stored.aif).abs().max() <= 0.5 / 255 + 1e-6  # stored as 8-bit PNG

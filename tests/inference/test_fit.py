@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from focalstack.data.stack import FocalStack
 from focalstack.inference.fit import FitConfig, fit_scene, resolve_camera
 from focalstack.optics import ThinLens, depth_to_sigma_px, render_stack
+from focalstack.utils.color import linear_to_srgb, srgb_to_linear
 
 CAMERA = ThinLens(0.05, 2.0, 1e-4)
 FOCUS = (1.0, 1.5, 2.2, 3.2, 5.0)
@@ -42,7 +43,8 @@ def synthetic_stack(size: int = 32, blur_scale: float = 1.0, camera: ThinLens | 
     sigma = depth_to_sigma_px(
         depth, torch.tensor([FOCUS]), CAMERA.focal_length_m, CAMERA.f_number, CAMERA.pixel_size_m
     )
-    images = render_stack(aif, sigma * blur_scale, kernel_size=None)[0].clamp(0, 1)
+    # blurred in linear light, as real optics (and the fit's default renderer) do
+    images = linear_to_srgb(render_stack(srgb_to_linear(aif), sigma * blur_scale, kernel_size=None))[0]
     return FocalStack(images, torch.tensor(FOCUS), camera, depth_m=depth[0, 0], aif=aif[0], name="synthetic")
 
 

@@ -19,6 +19,7 @@ from focalstack.losses import (
     self_supervised_losses_detailed,
 )
 from focalstack.optics import depth_to_sigma_px, render_stack
+from focalstack.utils.color import linear_to_srgb, srgb_to_linear
 
 
 def _scene(B: int = 2, S: int = 3, H: int = 16, W: int = 16, dtype=torch.float32):
@@ -62,6 +63,23 @@ def test_detailed_returns_the_render() -> None:
     torch.testing.assert_close(res.render, inputs["stack"])
     torch.testing.assert_close(res.sigma_px, sigma)
     assert res.coarse_aif.shape == outputs["aif"].shape
+
+
+def test_linear_light_rerenders_like_synthesis() -> None:
+    """linear_light: the render is sRGB(blur(linear(AIF))); the truth then has zero reconstruction loss."""
+    inputs, outputs, sigma = _scene()
+    lin = render_stack(srgb_to_linear(outputs["aif"]), sigma, kernel_size=7)
+    inputs = {**inputs, "stack": linear_to_srgb(lin)}
+    cfg = LossConfig(linear_light=True)
+    res = self_supervised_losses_detailed(inputs, outputs, cfg)
+    torch.testing.assert_close(res.render, inputs["stack"])
+    assert res.terms["recon"] < 1e-3
+    # the sRGB-blurring (paper) renderer cannot explain linear-light blur of a high-contrast image
+    assert self_supervised_losses(inputs, outputs, LossConfig())["recon"] > 10 * res.terms["recon"]
+    aif = outputs["aif"].clone().requires_grad_()
+    depth = outputs["depth_m"].clone().requires_grad_()
+    self_supervised_losses(inputs, {"aif": aif, "depth_m": depth * 1.1}, cfg)["total"].backward()
+    assert torch.isfinite(aif.grad).all() and torch.isfinite(depth.grad).all() and depth.grad.abs().sum() > 0
 
 
 def test_weights_scale_terms() -> None:
@@ -312,3 +330,15 @@ def test_focus_prior_term_only_when_weighted() -> None:
     assert terms["focus_prior"] >= 0
     rest = sum(v for k, v in terms.items() if k != "total")
     torch.testing.assert_close(terms["total"], rest)
+
+
+def test_focus_prior_sweep_target_pulls_towards_the_rendered_depth() -> None:
+    """target "sweep": the prior is ~0 at the depth the stack was rendered with, large elsewhere."""
+    inputs, outputs, _ = _scene(H=24, W=24)
+    sweep = {"sweep_candidates": 48, "sweep_window_px": 0.0}
+    cfg = LossConfig(focus_prior_weight=1.0, focus_prior_target="sweep", **sweep)
+    at_truth = self_supervised_losses(inputs, outputs, cfg)["focus_prior"]
+    far = {"aif": outputs["aif"], "depth_m": torch.full_like(outputs["depth_m"], 5.5)}
+    assert at_truth < 0.3 * self_supervised_losses(inputs, far, cfg)["focus_prior"]
+    with pytest.raises(ValueError, match="focus_prior_target"):
+        LossConfig(focus_prior_target="oracle")

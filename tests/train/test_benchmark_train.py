@@ -60,16 +60,19 @@ def test_ablation_benchmark_short_run(tmp_path: Path) -> None:
 
 
 def test_fit_procedural_benchmark_tiny_run(tmp_path: Path) -> None:
-    from benchmarks.fit_procedural import main
+    from benchmarks.fit_procedural import VARIANTS, fit_config, main
+    from focalstack.inference.fit import FitConfig
 
     out, md = tmp_path / "f.json", tmp_path / "f.md"
-    payload = main(["--seeds", "5", "--scenes", "1", "--ranges", "1", "10", "--iterations", "2",
-                    "--out", str(out), "--md", str(md)])
+    payload = main(["--seeds", "5", "--scenes", "1", "--iterations", "2", "--out", str(out), "--md", str(md)])
     methods = [r["method"] for r in payload["rows"]]
-    assert methods == ["DFF (classical)", "fit, ssim_range 1", "fit, ssim_range 10"]
+    assert methods == list(VARIANTS)
+    first = fit_config(2, VARIANTS["fit: SSIM range 1, sRGB blur, DFF init"])
+    assert (first.init, first.loss.ssim_range, first.loss.linear_light) == ("dff", 1.0, False)
+    assert fit_config(2, VARIANTS["fit: + sweep init (default)"]) == FitConfig(iterations=2)
     for row in payload["rows"]:
         assert 0.0 <= row["delta1"] <= 1.0 and row["absrel"] >= 0.0 and row["error_slices"] >= 0.0
     assert json.loads(out.read_text())["rows"] == payload["rows"]
-    assert "| 5 | 1 | fit, ssim_range 10 |" in md.read_text()
+    assert "| 5 | 1 | fit: + sweep init (default) |" in md.read_text()
     with pytest.raises(SystemExit):
         main(["--seeds", "5", "6", "--scenes", "1"])

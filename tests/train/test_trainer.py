@@ -14,7 +14,7 @@ from focalstack.models import ModelConfig
 from focalstack.train import trainer as trainer_module
 from focalstack.train.checkpoint import load_checkpoint
 from focalstack.train.config import DataConfig, LogConfig, TrainConfig, from_dict, load_yaml
-from focalstack.train.trainer import BLUR_SCALES_JSON, Trainer
+from focalstack.train.trainer import BLUR_SCALES_JSON, Trainer, prior_fade_factor
 from tests.data.test_dataset import drop_camera_keys, write_scenes
 
 QUIET = LogConfig(log_every=0, image_every=0, val_every=0, ckpt_every=0, tensorboard=False, progress=False)
@@ -189,6 +189,26 @@ def test_schedule_anneals_to_the_time_budget(scenes: Path, tmp_path: Path) -> No
     trainer._fit_start = time.monotonic() - 30.0
     trainer.train_step(first_batch(trainer))
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(cfg.optim.lr, rel=1e-3)
+
+
+def test_focus_prior_fades_to_zero(scenes: Path, tmp_path: Path) -> None:
+    """focus_prior_fade 0.5: full weight at step 0, half at a quarter, gone from halfway on."""
+    assert prior_fade_factor(0.3, 0.0) == 1.0  # no fade: constant weight
+    assert [prior_fade_factor(p, 0.5) for p in (0.0, 0.25, 0.5, 0.9)] == pytest.approx([1, 0.5, 0, 0])
+    cfg = tiny_config(scenes, tmp_path / "run", max_steps=8, focus_prior_fade=0.5)
+    cfg.loss = dataclasses.replace(cfg.loss, focus_prior_weight=100.0)
+    trainer = Trainer(cfg)
+    weights, priors = [], []
+    for batch in trainer._batches(stop_step=6):
+        weights.append(trainer.loss_config().focus_prior_weight)
+        priors.append(trainer.train_step(batch).get("focus_prior"))
+        if trainer.step == 6:
+            break
+    assert weights == pytest.approx([100 * prior_fade_factor(s / 8, 0.5) for s in range(6)])
+    assert priors[0] > 0 and priors[-1] is None  # weight 0: the term is not computed at all
+    assert cfg.loss.focus_prior_weight == 100.0  # the configured (saved) weight is untouched
+    with pytest.raises(ValueError, match="focus_prior_fade"):
+        tiny_config(scenes, tmp_path / "bad", focus_prior_fade=1.5).validate()
 
 
 def test_amp_on_cpu_falls_back_to_float32(scenes: Path, tmp_path: Path, caplog) -> None:

@@ -1,5 +1,6 @@
 """Training losses (self-supervised: they see focal stacks and predictions only, never ground truth)."""
 
+from focalstack.losses.rendering import depth_sweep, rerender
 from focalstack.losses.selfsup import (
     INPUT_KEYS,
     NOISE_TOLERANT_SSIM_RANGE,
@@ -19,9 +20,11 @@ __all__ = [
     "LossConfig",
     "LossOutput",
     "coarse_aif",
+    "depth_sweep",
     "edge_aware_smoothness",
     "log_sharpness_loss",
     "photometric_loss",
+    "rerender",
     "self_supervised_losses",
     "self_supervised_losses_detailed",
 ]

@@ -18,7 +18,8 @@ import kornia
 import torch
 
 from focalstack.data.normalize import depth_to_t, focus_to_u
-from focalstack.optics import depth_to_sigma_px, render_stack
+from focalstack.losses.rendering import depth_sweep, rerender
+from focalstack.optics import depth_to_sigma_px
 from focalstack.utils.focus import focus_floor, focus_measure, focus_peak
 
 #: SSIM dynamic range that tolerates sensor noise (``LossConfig.ssim_range``); used by ``fit`` and the
@@ -52,6 +53,9 @@ class LossConfig:
         render_mode: renderer mode, ``"gather"`` or ``"scatter"`` (``focalstack.optics.render_stack``).
         psf: renderer point-spread function, ``"gaussian"`` or ``"disc"``.
         kernel_size: renderer window (pixels, odd) or ``None`` for the renderer's automatic size.
+        linear_light: re-render in linear light (the AIF is linearised, blurred and re-encoded as sRGB),
+            as real optics blur irradiance and as ``focalstack synth`` renders by default; False blurs
+            the sRGB values as the paper did.
         coarse_aif: ``"hard"`` (paper: per pixel the slice with the smallest predicted blur; no gradient
             to depth) or ``"soft"`` (softmin over the blur; differentiable in depth).
         coarse_temperature_px: softmin temperature in pixels of blur std (``"soft"`` only).
@@ -59,6 +63,13 @@ class LossConfig:
             confidence-weighted L1 between the predicted ``t`` and the classical depth-from-focus peak of
             the INPUT stack. It uses only the stack, like the coarse AIF, and speeds up learning depth.
         focus_prior_window: focus-measure window (pixels, odd) of the focus prior.
+        focus_prior_target: what the focus prior pulls ``t`` towards: ``"dff"`` (the focus-measure
+            peak) or ``"sweep"`` (:func:`~focalstack.losses.depth_sweep` with the predicted AIF, detached:
+            the depth whose re-rendering through this renderer best explains every slice in a window,
+            i.e. the global optimum of the reconstruction term per pixel, which gradient descent alone
+            does not find). Its confidence is the focus measure's either way.
+        sweep_candidates: depth hypotheses of the sweep target.
+        sweep_window_px: std (pixels) of the sweep's Gaussian error window.
     """
 
     recon_weight: float = 1e3
@@ -73,10 +84,14 @@ class LossConfig:
     render_mode: Literal["gather", "scatter"] = "gather"
     psf: Literal["gaussian", "disc"] = "gaussian"
     kernel_size: int | None = 7
+    linear_light: bool = False
     coarse_aif: Literal["hard", "soft"] = "hard"
     coarse_temperature_px: float = 0.25
     focus_prior_weight: float = 0.0
     focus_prior_window: int = 9
+    focus_prior_target: Literal["dff", "sweep"] = "dff"
+    sweep_candidates: int = 16
+    sweep_window_px: float = 2.0
 
     def __post_init__(self) -> None:
         if self.coarse_aif not in ("hard", "soft"):
@@ -87,6 +102,10 @@ class LossConfig:
             raise ValueError(f"ssim_mix must be in [0, 1], got {self.ssim_mix}")
         if not self.ssim_range > 0:
             raise ValueError(f"ssim_range must be > 0, got {self.ssim_range}")
+        if self.focus_prior_target not in ("dff", "sweep"):
+            raise ValueError(f"focus_prior_target must be 'dff' or 'sweep', got {self.focus_prior_target!r}")
+        if self.sweep_candidates < 3 or self.sweep_window_px < 0:
+            raise ValueError("need sweep_candidates >= 3 and sweep_window_px >= 0")
         if self.ssim_window < 3 or self.ssim_window % 2 == 0:
             raise ValueError(f"ssim_window must be odd and >= 3, got {self.ssim_window}")
 
@@ -220,6 +239,7 @@ def focus_prior(
     depth_range_m: torch.Tensor,
     window: int = 9,
     tau: float = 10.0,
+    target_t: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Confidence-weighted L1 between ``t`` and the depth-from-focus peak of the input stack.
 
@@ -236,6 +256,8 @@ def focus_prior(
         depth_range_m: (B, 2) working range (near, far) in metres.
         window: focus-measure window (pixels, odd).
         tau: multiple of the stack's focus-measure floor below which confidence fades.
+        target_t: optional (B, 1, H, W) target in normalised inverse depth replacing the DFF peak (the
+            confidence stays the focus measure's).
 
     Returns:
         Scalar tensor (0 when ``t`` equals the DFF peak wherever it is confident).
@@ -245,7 +267,7 @@ def focus_prior(
         targets, confs = [], []
         for b in range(stack.shape[0]):
             fm = focus_measure(stack[b], window=window)  # (S, H, W)
-            targets.append(focus_peak(fm, u[b]))
+            targets.append(focus_peak(fm, u[b]) if target_t is None else target_t[b, 0].to(t.dtype))
             hi, lo = fm.amax(dim=0), fm.amin(dim=0)
             confs.append(((hi - lo) / (hi + lo + tau * focus_floor(fm))) ** 4)
         target, conf = torch.stack(targets)[:, None], torch.stack(confs)[:, None]
@@ -316,7 +338,7 @@ def self_supervised_losses_detailed(
             shape, B = tuple(scale.shape), sigma.shape[0]
             raise ValueError(f"blur_scale must be a scalar or a (B,) = ({B},) tensor, got {shape}")
         sigma = sigma * (scale.reshape(-1, 1, 1, 1) if scale.dim() else scale)
-    render = render_stack(aif, sigma, kernel_size=cfg.kernel_size, mode=cfg.render_mode, psf=cfg.psf)
+    render = rerender(aif, sigma, cfg)
     coarse = coarse_aif(stack, sigma, cfg.coarse_aif, cfg.coarse_temperature_px)
     t = depth_to_t(depth, inputs["depth_range_m"])
     photo = (cfg.ssim_mix, cfg.ssim_window, cfg.ssim_range)
@@ -327,7 +349,16 @@ def self_supervised_losses_detailed(
         "smooth": cfg.smooth_weight * edge_aware_smoothness(t, aif, cfg.smooth_beta),
     }
     if cfg.focus_prior_weight > 0:
-        prior = focus_prior(stack, t, inputs["focus_m"], inputs["depth_range_m"], cfg.focus_prior_window)
+        target = None
+        if cfg.focus_prior_target == "sweep":
+            swept = depth_sweep(
+                inputs, aif.detach().clamp(0, 1), loss=cfg, candidates=cfg.sweep_candidates,
+                window_sigma_px=cfg.sweep_window_px, blur_scale=blur_scale,
+            )
+            target = depth_to_t(swept, inputs["depth_range_m"])
+        prior = focus_prior(
+            stack, t, inputs["focus_m"], inputs["depth_range_m"], cfg.focus_prior_window, target_t=target
+        )
         terms["focus_prior"] = cfg.focus_prior_weight * prior
     terms["total"] = sum(terms.values())
     return LossOutput(terms, render, sigma, coarse)

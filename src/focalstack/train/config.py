@@ -134,6 +134,11 @@ class TrainConfig:
     """Mixed precision for the network on CUDA (ignored with a warning on CPU)."""
     init: str | None = None
     """Initial weights: "default" (shipped weights) or a checkpoint path (test-time adaptation)."""
+    focus_prior_fade: float = 0.0
+    """Fraction of training over which ``loss.focus_prior_weight`` falls to 0 along a half cosine (the
+    progress the lr schedule uses: steps, or the time budget with ``optim.anneal_to_budget``); 0 keeps
+    the weight constant. The prior gives the network a classical start; fading it leaves the end of
+    training to the re-rendering loss alone."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid setting."""
@@ -143,6 +148,7 @@ class TrainConfig:
             ("time_budget_min", budget, budget is None or budget > 0, "> 0"),
             ("optim.anneal_to_budget", o.anneal_to_budget, not o.anneal_to_budget or budget is not None,
              "only with time_budget_min"),
+            ("focus_prior_fade", self.focus_prior_fade, 0 <= self.focus_prior_fade <= 1, "in [0, 1]"),
             ("threads", self.threads, self.threads is None or self.threads >= 1, ">= 1 or None"),
             ("data.batch_size", d.batch_size, d.batch_size >= 1, ">= 1"),
             ("data.num_slices", d.num_slices, d.num_slices >= 2, ">= 2"),

@@ -29,7 +29,7 @@ from focalstack.data.dataset import ProceduralDataset, SceneFolderDataset, Stack
 from focalstack.data.normalize import focus_to_u, t_to_depth
 from focalstack.eval.metrics import depth_metrics
 from focalstack.inference.outputs import colorize_depth
-from focalstack.losses import self_supervised_losses_detailed
+from focalstack.losses import LossConfig, self_supervised_losses_detailed
 from focalstack.models import ModelConfig, build_model
 from focalstack.train import distributed
 from focalstack.train.blur_scales import BlurScales, pick_factors, remap_rows
@@ -72,6 +72,13 @@ def lr_factor(step: int, cfg: OptimConfig, total_steps: int, time_progress: floa
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
     progress = max(progress, min(1.0, time_progress))
     return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def prior_fade_factor(progress: float, fade: float) -> float:
+    """Multiplier of the focus-prior weight at training ``progress`` in [0, 1] (``focus_prior_fade``)."""
+    if fade <= 0:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress / fade)))
 
 
 def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
@@ -419,7 +426,7 @@ class Trainer:
             result = self_supervised_losses_detailed(
                 loss_inputs(inputs),
                 {"aif": outputs["aif"], "depth_m": outputs["depth_m"]},
-                self.cfg.loss,
+                self.loss_config(),
                 blur_scale=self._blur_scale(inputs),
             )
             terms, render, objective = result.terms, result.render, result.terms["total"]
@@ -462,6 +469,15 @@ class Trainer:
             self._images = (inputs, outputs, render)
         out = {k: float(v.detach()) for k, v in terms.items()}
         return {**out, "grad_norm": float(grad_norm), "lr": lr, "skipped": float(not finite)}
+
+    def loss_config(self) -> LossConfig:
+        """The loss settings at the current step: ``cfg.loss`` with the focus prior faded (if asked)."""
+        loss, fade = self.cfg.loss, self.cfg.focus_prior_fade
+        if fade <= 0 or loss.focus_prior_weight == 0:
+            return loss
+        progress = max(self.step / self.cfg.max_steps, self._time_progress)
+        weight = loss.focus_prior_weight * prior_fade_factor(progress, fade)
+        return dataclasses.replace(loss, focus_prior_weight=weight)
 
     def _blur_scale(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """(B,) per-item blur-scale factors (``data.estimate_blur_scale``), else None."""
@@ -550,7 +566,7 @@ class Trainer:
             result = self_supervised_losses_detailed(
                 loss_inputs(inputs),
                 {"aif": outputs["aif"], "depth_m": outputs["depth_m"]},
-                self.cfg.loss,
+                self.loss_config(),
                 blur_scale=blur,
             )
             for k, v in result.terms.items():

@@ -1,0 +1,128 @@
+"""Re-rendering a stack through the lens as the losses do, and the depth sweep built on it.
+
+:func:`rerender` is the one place the losses (and the sweep) turn an AIF and blur into a stack.
+
+Depth sweep: per pixel, the depth hypothesis whose re-rendering best explains the whole stack.
+
+Fitting depth by gradient descent through the renderer is non-convex: blur changes with depth in
+opposite directions on the two sides of every focal plane, so a fit stays in the basin it starts in.
+Started from depth from focus it stays near the slice positions; started from the true depth it stays
+near the truth (per-scene fits on procedural validation scenes: delta1 0.71 vs 0.94). The sweep
+searches instead: it renders an all-in-focus estimate at ``candidates`` depths spread evenly in
+inverse depth over the working range, through exactly the losses' renderer
+(:func:`focalstack.losses.rerender`: PSF, window, linear light), aggregates the squared error of
+every slice over a Gaussian window, keeps the best candidate per pixel and refines it between its
+neighbours with a parabola. It is depth from defocus by exhaustive search, using every slice's blur
+rather than only the sharpest slice, so its depth lies between the focus distances where the scene
+does. It needs the camera (the blur of each hypothesis) and an AIF estimate (focus stacking suffices:
+where no slice is sharp the sweep leans towards the nearest focus distance, which a fit then corrects).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import kornia
+import torch
+
+from focalstack.data.normalize import t_to_depth
+from focalstack.optics import depth_to_sigma_px, render_stack
+from focalstack.utils.color import linear_to_srgb, srgb_to_linear
+
+if TYPE_CHECKING:
+    from focalstack.losses.selfsup import LossConfig
+
+
+def rerender(aif: torch.Tensor, sigma_px: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    """The stack the losses compare with the input: ``aif`` blurred by ``sigma_px`` as ``cfg`` says.
+
+    Args:
+        aif: (B, 3, H, W) sRGB in [0, 1].
+        sigma_px: (B, S, H, W) blur std per slice in pixels.
+        cfg: renderer options (``render_mode``, ``psf``, ``kernel_size``, ``linear_light``).
+
+    Returns:
+        (B, S, 3, H, W) sRGB.
+    """
+    source = srgb_to_linear(aif) if cfg.linear_light else aif
+    render = render_stack(source, sigma_px, kernel_size=cfg.kernel_size, mode=cfg.render_mode, psf=cfg.psf)
+    return linear_to_srgb(render) if cfg.linear_light else render
+
+
+def depth_sweep(
+    inputs: dict[str, torch.Tensor],
+    aif: torch.Tensor,
+    *,
+    loss: LossConfig | None = None,
+    candidates: int = 32,
+    window_sigma_px: float = 4.0,
+    blur_scale: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """Depth (metres) per pixel by testing ``candidates`` depth hypotheses through the renderer.
+
+    Memory: a (B, candidates, H, W) cost volume plus one rendered stack at a time.
+
+    Args:
+        inputs: ``batch["inputs"]``-style dict: ``stack`` (B, S, 3, H, W) sRGB, ``focus_m`` (B, S) metres,
+            ``focal_length_m``, ``f_number``, ``pixel_size_m`` (B,), ``depth_range_m`` (B, 2) metres.
+        aif: (B, 3, H, W) all-in-focus estimate, sRGB in [0, 1] (e.g. focus stacking).
+        loss: renderer options (``psf``, ``kernel_size``, ``render_mode``, ``linear_light``); default
+            ``LossConfig()``.
+        candidates: number of depth hypotheses (>= 3), evenly spaced in normalised inverse depth over
+            ``depth_range_m`` (both ends included).
+        window_sigma_px: std in pixels of the Gaussian window the squared errors are summed over
+            (0: per pixel). Larger windows are steadier in weak texture, smaller ones keep depth edges.
+        blur_scale: optional factor on every blur std, a scalar or (B,).
+
+    Returns:
+        (B, 1, H, W) depth in metres inside ``depth_range_m``.
+
+    Raises:
+        ValueError: ``candidates`` < 3, negative ``window_sigma_px`` or mismatched shapes.
+    """
+    stack = inputs["stack"]
+    if candidates < 3 or window_sigma_px < 0:
+        got = f"{candidates}, {window_sigma_px}"
+        raise ValueError(f"need candidates >= 3 and window_sigma_px >= 0, got {got}")
+    if stack.dim() != 5 or aif.dim() != 4 or tuple(aif.shape) != (stack.shape[0], *stack.shape[2:]):
+        shapes = f"{tuple(stack.shape)}, {tuple(aif.shape)}"
+        raise ValueError(f"stack must be (B, S, 3, H, W) and aif (B, 3, H, W) alike; got {shapes}")
+    if loss is None:
+        from focalstack.losses.selfsup import LossConfig
+
+        loss = LossConfig()
+    B, S, _, H, W = stack.shape
+    t = torch.linspace(0.0, 1.0, candidates, dtype=stack.dtype, device=stack.device)
+    scale = torch.as_tensor(1.0 if blur_scale is None else blur_scale, dtype=stack.dtype, device=stack.device)
+    scale = scale.reshape(-1, 1, 1, 1)  # scalar or (B,)
+    costs = []
+    with torch.no_grad():
+        for tj in t:
+            depth = t_to_depth(tj.expand(B, 1, 1, 1), inputs["depth_range_m"])
+            sigma = depth_to_sigma_px(
+                depth, inputs["focus_m"], inputs["focal_length_m"], inputs["f_number"], inputs["pixel_size_m"]
+            )
+            sigma = (sigma * scale).expand(B, S, H, W).contiguous()
+            render = rerender(aif, sigma, loss)
+            costs.append((render - stack).square().mean(dim=2).sum(dim=1))
+        cost = torch.stack(costs, dim=1)  # (B, candidates, H, W)
+        if window_sigma_px > 0:
+            k = 2 * math.ceil(3 * window_sigma_px) + 1
+            cost = kornia.filters.gaussian_blur2d(
+                cost, (k, k), (window_sigma_px, window_sigma_px), border_type="replicate"
+            )
+        best = _refine(cost)
+        return t_to_depth(best / (candidates - 1), inputs["depth_range_m"])
+
+
+def _refine(cost: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) sub-candidate index of the minimum of (B, N, H, W) costs (parabola through 3 points)."""
+    n = cost.shape[1]
+    j = cost.argmin(dim=1, keepdim=True)
+    jc = j.clamp(1, n - 2)
+    below, at, above = (cost.gather(1, jc + o) for o in (-1, 0, 1))
+    curvature = (below - 2 * at + above).clamp_min(1e-12)
+    offset = (0.5 * (below - above) / curvature).clamp(-0.5, 0.5)
+    # at either end of the range the minimum is the end itself
+    return j.to(cost.dtype) + torch.where(j == jc, offset, torch.zeros_like(offset))
