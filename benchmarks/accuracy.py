@@ -5,7 +5,8 @@ Test data (see ``scripts/make_accuracy_data.py`` and ``benchmarks/splits/``):
 - A': the same scenes rendered with the paper's own model (scatter, Gaussian, K = 7, no noise).
 - B:  ``../shared/data/lightfield/antinous_stack`` (real synthetic-aperture optics, box aperture).
 
-Methods: classical DFF + focus stacking; per-scene ``fit`` (initialised from DFF); the shipped model;
+Methods: classical DFF + focus stacking; per-scene ``fit`` (defaults: depth-sweep init); a diagnostic fit
+started from the true depth and AIF (reads ground truth: what the objective itself allows); the shipped model;
 the shipped model fine-tuned self-supervised on the A train split (stacks only); and test-time
 adaptation (self-supervised fine-tuning on the test stacks themselves — it uses no ground truth).
 
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import yaml
 
 from benchmarks._common import REPO, machine_info, markdown_table, save
 from focalstack.data.stack import FocalStack
@@ -55,11 +57,19 @@ def _load(folder: Path) -> FocalStack:
 
 
 def finetune(
-    init: str, data: Path, out: Path, minutes: float, steps: int, seed: int = 0, reuse: bool = False
+    init: str,
+    data: Path,
+    out: Path,
+    minutes: float,
+    steps: int,
+    seed: int = 0,
+    reuse: bool = False,
+    loss: dict | None = None,
 ) -> Path:
     """Self-supervised fine-tuning from ``init`` on the scene folders in ``data``; returns the checkpoint.
 
-    ``reuse`` returns an existing run's checkpoint instead of training again.
+    ``reuse`` returns an existing run's checkpoint instead of training again; ``loss`` overrides fields
+    of the tta preset's LossConfig.
     """
     if reuse and (out / "last.pt").is_file():
         return out / "last.pt"
@@ -68,6 +78,10 @@ def finetune(
 
     cfg = get_preset("tta")
     cfg.init, cfg.out, cfg.seed = init, str(out), seed
+    if loss:
+        from focalstack.train.config import merge
+
+        cfg.loss = merge(cfg.loss, loss)
     cfg.max_steps, cfg.time_budget_min, cfg.threads = steps, minutes, 2
     scenes = sum(1 for _ in data.iterdir())
     # A batch never exceeds the scene count (test-time adaptation on a single stack).
@@ -100,13 +114,24 @@ def network(checkpoint: str | Path | None) -> Predictor:
     return lambda stack: predict(stack, model=model)
 
 
-def fit_predictor(iterations: int) -> Predictor:
+def fit_predictor(iterations: int, oracle: bool = False) -> Predictor:
+    """Per-scene fit with the default settings (linear-light re-rendering, sweep init).
+
+    ``oracle`` starts it from the true depth and AIF instead: a diagnostic, not a method (it reads
+    ground truth). Where the fit then ends shows what the objective itself allows; the gap between it
+    and the normal fit is what the initialisation / optimisation costs.
+    """
     from focalstack.inference.fit import FitConfig, fit_scene
 
-    cfg = FitConfig(iterations=iterations, init="dff")
+    cfg = FitConfig(iterations=iterations)
 
     def run(stack: FocalStack) -> tuple[torch.Tensor, torch.Tensor]:
-        r = fit_scene(stack, cfg, progress=False)
+        init = {}
+        if oracle:
+            gt = stack.depth_m.float()
+            valid = torch.isfinite(gt) & (gt > 0)
+            init = {"init_depth_m": torch.where(valid, gt, gt[valid].median()), "init_aif": stack.aif.float()}
+        r = fit_scene(stack, cfg, progress=False, **init)
         return r.depth_m, r.aif
 
     return run
@@ -140,6 +165,10 @@ def main() -> None:
     parser.add_argument("--train-minutes", type=float, default=10.0)
     parser.add_argument("--tta-minutes", type=float, default=5.0)
     parser.add_argument("--fit-iterations", type=int, default=100)
+    parser.add_argument(
+        "--finetune-loss", action="append", default=[], metavar="KEY=VALUE",
+        help="override a LossConfig field of the fine-tuning runs (YAML value), e.g. render_mode=levels",
+    )
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "accuracy")
     parser.add_argument("--reuse-runs", action="store_true", help="reuse fine-tuned checkpoints under --runs")
     parser.add_argument("--out", default=str(REPO / "bench_out" / "accuracy.json"))
@@ -150,23 +179,33 @@ def main() -> None:
     train_min, tta_min = (0.2, 0.2) if args.quick else (args.train_minutes, args.tta_minutes)
     fit_iters = 10 if args.quick else args.fit_iterations
     sets = test_sets(args.data, limit)
+    pairs = [item.split("=", 1) for item in args.finetune_loss]
+    if any(len(p) != 2 for p in pairs):
+        parser.error("--finetune-loss takes KEY=VALUE")
+    loss = {k: yaml.safe_load(v) for k, v in pairs}
 
     from focalstack.inference.baselines import dff_predict
 
     rows = []
     for name, stacks in sets.items():
         rows.append(score("DFF + focus stacking", name, stacks, dff_predict))
-        rows.append(score(f"fit (init DFF, {fit_iters} it/scale)", name, stacks, fit_predictor(fit_iters)))
+        rows.append(score(f"fit (sweep init, {fit_iters} it/scale)", name, stacks, fit_predictor(fit_iters)))
+        if all(s.aif is not None and s.depth_m is not None for s in stacks):
+            oracle = fit_predictor(fit_iters, oracle=True)
+            rows.append(score("diagnostic: fit started from the truth (reads GT)", name, stacks, oracle))
         rows.append(score("shipped model", name, stacks, network(None)))
     trained = finetune(
-        "default", args.data / "A_train", args.runs / "train_A", train_min, 100_000, reuse=args.reuse_runs
+        "default", args.data / "A_train", args.runs / "train_A", train_min, 100_000, reuse=args.reuse_runs,
+        loss=loss,
     )
     for name, stacks in sets.items():
         rows.append(score(f"fine-tuned on A train ({train_min:g} min)", name, stacks, network(trained)))
     for name, stacks in sets.items():
         tag = {"A": "A", "A'": "Aprime", "B": "B"}[name]
         folder = scene_root(stacks, args.runs / f"tta_{tag}_data")
-        tta = finetune("default", folder, args.runs / f"tta_{tag}", tta_min, 100_000, reuse=args.reuse_runs)
+        tta = finetune(
+            "default", folder, args.runs / f"tta_{tag}", tta_min, 100_000, reuse=args.reuse_runs, loss=loss
+        )
         rows.append(score(f"test-time adaptation ({tta_min:g} min, no GT)", name, stacks, network(tta)))
 
     cols = ["data", "method", "scenes", "delta1", "absrel", "error_slices", "aif_psnr", "s_per_scene"]

@@ -45,6 +45,7 @@ METHODS = {
     "unfold-gather": ("gather", "gaussian", "unfold"),
     "unfold-scatter": ("scatter", "gaussian", "unfold"),
 }
+DEFAULT_OUT = "bench_out/render.json"
 TARGET = (8, 5, 256, 7)  # B*S = 40, 256^2, K = 7
 #: Large blur (B, S, size, sigma_max px): the untruncated "levels" mode against the exact ring gather
 #: with a window of 4 sigma_max, and the levels mode alone at a blur no window-based render affords.
@@ -228,6 +229,11 @@ def measure_large(case: tuple[int, int, int, float], device: str, reps: int) -> 
     return rows
 
 
+#: ATen ops that only make views (no data moved): no bandwidth figure for them.
+VIEW_OPS = {f"aten::{n}" for n in ("slice", "select", "view", "as_strided", "unsqueeze", "expand", "unbind",
+                                   "squeeze", "permute", "transpose", "t", "alias", "narrow", "reshape")}
+
+
 def measure_breakdown(config: tuple[int, int, int, int], reps: int) -> dict:
     """Where gather forward+backward spends its time on the CPU: ATen ops by self time (torch.profiler).
 
@@ -260,7 +266,7 @@ def measure_breakdown(config: tuple[int, int, int, int], reps: int) -> dict:
     dispatch_us = time_it(lambda: [torch.add(one, other, out=out) for _ in range(1000)], reps=5)
     rows = [
         {"op": name, "calls": v["calls"], "self_ms": v["self_ms"], "share": v["self_ms"] / wall,
-         "GB_per_s": v["bytes"] / max(v["self_ms"], 1e-9) / 1e6}
+         "GB_per_s": None if name in VIEW_OPS else v["bytes"] / max(v["self_ms"], 1e-9) / 1e6}
         for name, v in sorted(ops.items(), key=lambda kv: -kv[1]["self_ms"])
     ]
     calls = sum(r["calls"] for r in rows)
@@ -405,10 +411,11 @@ def main() -> None:
     parser.add_argument(
         "--config", type=int, nargs=4, action="append", metavar=("B", "S", "SIZE", "K"), help="repeatable"
     )
-    parser.add_argument("--out", default="bench_out/render.json")
+    parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--md", default=None, help="markdown table path (default docs/results/render.md)")
     parser.add_argument(
-        "--breakdown", action="store_true", help="only the CPU time breakdown of gather at the target config"
+        "--breakdown", action="store_true",
+        help="only the CPU time breakdown of gather at the target config (docs/results/render_breakdown.md)",
     )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -425,8 +432,11 @@ def main() -> None:
         print(json.dumps({"results": results, "floor": measure_floor(device) if job["floor"] else None}))
         return
     if args.breakdown:
-        text = breakdown_text(_child({"breakdown": TARGET, "reps": args.reps})["results"])
-        save(args.out, None, {"machine": machine_info(), "breakdown": text}, text)
+        result = _child({"breakdown": TARGET, "reps": args.reps})["results"]
+        text = breakdown_text(result)
+        out = args.out if args.out != DEFAULT_OUT else str(REPO / "bench_out" / "render_breakdown.json")
+        md = args.md or REPO / "docs" / "results" / "render_breakdown.md"
+        save(out, md, {"machine": machine_info(), "breakdown": result}, text)
         return
     configs = QUICK_CONFIGS if args.quick else [tuple(c) for c in args.config] if args.config else CONFIGS
     reps = 1 if args.quick else args.reps
@@ -473,9 +483,6 @@ def main() -> None:
                 ["B x S", "size", "sigma_max", "method", "fwd_ms", "fwd_bwd_ms", "max_err"],
             ),
         ]
-    if args.device == "cpu" and not (args.quick or args.config):
-        payload["breakdown"] = _child({"breakdown": TARGET, "reps": reps})["results"]
-        notes += ["", breakdown_text(payload["breakdown"])]
     text = table + "\n" + "\n".join(notes)
     md = args.md or (None if args.quick else REPO / "docs" / "results" / "render.md")
     save(args.out, None, payload, text)

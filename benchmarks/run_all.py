@@ -16,6 +16,7 @@ from benchmarks._common import REPO
 
 STEPS = [
     ["-m", "benchmarks.render"],
+    ["-m", "benchmarks.render", "--breakdown"],
     ["-m", "benchmarks.predict"],
     ["-m", "benchmarks.train_procedural", "--minutes", "10"],  # the shipped recipe
     [

@@ -82,6 +82,21 @@ def test_linear_light_rerenders_like_synthesis() -> None:
     assert torch.isfinite(aif.grad).all() and torch.isfinite(depth.grad).all() and depth.grad.abs().sum() > 0
 
 
+def test_levels_renderer_explains_blur_beyond_the_window() -> None:
+    """render_mode "levels" (untruncated) re-renders blur of std 4 px; a 7 x 7 window cannot."""
+    from focalstack.optics import render_stack
+
+    inputs, outputs, sigma = _scene(H=32, W=32)
+    big = 4.0 * sigma / sigma.amax()
+    inputs = {**inputs, "stack": render_stack(outputs["aif"], big, mode="levels")}
+    scale = (4.0 / sigma.amax()).item()  # blur_scale turns the scene's blur into `big`
+    levels = self_supervised_losses(inputs, outputs, LossConfig(render_mode="levels"), blur_scale=scale)
+    window = self_supervised_losses(inputs, outputs, LossConfig(), blur_scale=scale)
+    assert levels["recon"] < 1e-3 < window["recon"]
+    with pytest.raises(ValueError, match="levels"):
+        LossConfig(render_mode="levels", psf="disc")
+
+
 def test_weights_scale_terms() -> None:
     inputs, outputs, _ = _scene()
     base = self_supervised_losses(inputs, {**outputs, "depth_m": outputs["depth_m"] * 1.1}, LossConfig())
@@ -156,6 +171,9 @@ def test_bad_output_shape_raises() -> None:
         ("ssim_mix", 1.5),
         ("ssim_window", 4),
         ("ssim_range", 0.0),
+        ("render_mode", "splat"),
+        ("focus_prior_target", "oracle"),
+        ("sweep_candidates", 2),
     ],
 )
 def test_bad_config_raises(field: str, value) -> None:

@@ -38,3 +38,17 @@ def test_quick_benchmark_writes_sane_json(tmp_path: Path) -> None:
         assert rows[name]["speedup_fwd_bwd"] > 0
     assert rows["gather"]["floor_ms"] > 0 and rows["gather"]["x_floor"] > 0
     assert "| gather |" in md.read_text()
+
+
+def test_breakdown_accounts_for_the_render_time() -> None:
+    """The profiled ATen ops of gather fwd+bwd: named, counted, and summing to about the timed run."""
+    from benchmarks.render import breakdown_text, measure_breakdown
+
+    bd = measure_breakdown((1, 2, 32, 7), reps=2)
+    ops = {r["op"]: r for r in bd["ops"]}
+    assert {"aten::mul", "aten::addcmul_"} <= set(ops)
+    assert bd["calls"] > 50 and bd["dispatch_us"] > 0
+    assert all(r["calls"] > 0 and r["self_ms"] > 0 for r in bd["ops"])
+    total = sum(r["self_ms"] for r in bd["ops"])
+    assert 0.2 * bd["fwd_bwd_ms"] < total < 5 * bd["fwd_bwd_ms"]  # profiler overhead aside
+    assert "| aten::" in breakdown_text(bd)

@@ -1,8 +1,8 @@
 """sRGB <-> linear-light conversion (IEC 61966-2-1), the one place this transfer function lives.
 
-focalstack's convention: images in a ``FocalStack``, network inputs/outputs and the training renderer
-are sRGB-encoded values in [0, 1] (what files store, as in the paper). Synthesis blurs in linear light
-(what real optics do) by converting with these functions around the renderer.
+focalstack's convention: images in a ``FocalStack`` and network inputs/outputs are sRGB-encoded values in
+[0, 1] (what files store, as in the paper). Synthesis, and the losses with ``LossConfig.linear_light``,
+blur in linear light (what real optics do) by converting with these functions around the renderer.
 """
 
 from __future__ import annotations
