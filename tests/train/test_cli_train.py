@@ -46,6 +46,20 @@ def test_print_config_and_bad_values(capsys) -> None:
         main(["train", "--print-config", "--preset", "nope"])
 
 
+def test_every_train_setting_has_a_flag(capsys) -> None:
+    """Each top-level TrainConfig field is a flag of `focalstack train` (sections are --SECTION.FIELD)."""
+    import dataclasses
+
+    from focalstack.cli.train import TrainCommand
+    from focalstack.train.config import TrainConfig
+
+    sections = {"model", "loss", "data", "optim", "log"}
+    settings = {f.name for f in dataclasses.fields(TrainConfig)} - sections
+    assert settings <= {f.name for f in dataclasses.fields(TrainCommand)}
+    main(["train", "--print-config", "--focus-prior-fade", "0.3"])
+    assert yaml.safe_load(capsys.readouterr().out)["focus_prior_fade"] == 0.3
+
+
 def test_train_resume_and_refuse_to_overwrite(scenes: Path, tmp_path: Path) -> None:  # noqa: F811
     out = tmp_path / "run"
     main(["train", "--data", str(scenes), "--out", str(out), "--max-steps", "1", *TINY])

@@ -115,6 +115,8 @@ class _TrainFlags:
     """CPU threads (on a CPU shared with other jobs 1 can be much faster than 2)."""
     amp: Annotated[str | None, _PRESET] = None
     """Mixed precision on CUDA: none, bf16 or fp16."""
+    focus_prior_fade: Annotated[float | None, _PRESET] = None
+    """Fraction of training over which --loss.focus-prior-weight fades to 0 (0: constant)."""
     print_config: bool = False
     """Print the resolved config as YAML and exit."""
 
