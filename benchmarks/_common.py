@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from focalstack.utils.io import write_json
 
@@ -67,3 +68,16 @@ def save(json_path: str | Path, md_path: str | Path | None, payload: dict[str, A
         Path(md_path).write_text(table + "\n")
     print(table)
     print(f"\nwrote {json_path}" + (f" and {md_path}" if md_path else ""))
+
+
+def key_values(items: Sequence[str], flag: str) -> dict[str, Any]:
+    """``["a=1", "b=true"]`` -> ``{"a": 1, "b": True}`` (YAML values), for config-override flags.
+
+    Raises:
+        SystemExit: an item without ``=``, naming ``flag``.
+    """
+    pairs = [item.split("=", 1) for item in items]
+    bad = [item for item, pair in zip(items, pairs) if len(pair) != 2]
+    if bad:
+        raise SystemExit(f"{flag} takes KEY=VALUE, got {bad}")
+    return {k: yaml.safe_load(v) for k, v in pairs}

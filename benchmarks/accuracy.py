@@ -25,9 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import yaml
 
-from benchmarks._common import REPO, machine_info, markdown_table, save
+from benchmarks._common import REPO, key_values, machine_info, markdown_table, save
 from focalstack.data.stack import FocalStack
 from focalstack.eval.metrics import aif_metrics, depth_metrics
 
@@ -179,10 +178,7 @@ def main() -> None:
     train_min, tta_min = (0.2, 0.2) if args.quick else (args.train_minutes, args.tta_minutes)
     fit_iters = 10 if args.quick else args.fit_iterations
     sets = test_sets(args.data, limit)
-    pairs = [item.split("=", 1) for item in args.finetune_loss]
-    if any(len(p) != 2 for p in pairs):
-        parser.error("--finetune-loss takes KEY=VALUE")
-    loss = {k: yaml.safe_load(v) for k, v in pairs}
+    loss = key_values(args.finetune_loss, "--finetune-loss")
 
     from focalstack.inference.baselines import dff_predict
 

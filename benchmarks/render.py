@@ -45,7 +45,6 @@ METHODS = {
     "unfold-gather": ("gather", "gaussian", "unfold"),
     "unfold-scatter": ("scatter", "gaussian", "unfold"),
 }
-DEFAULT_OUT = "bench_out/render.json"
 TARGET = (8, 5, 256, 7)  # B*S = 40, 256^2, K = 7
 #: Large blur (B, S, size, sigma_max px): the untruncated "levels" mode against the exact ring gather
 #: with a window of 4 sigma_max, and the levels mode alone at a blur no window-based render affords.
@@ -411,7 +410,7 @@ def main() -> None:
     parser.add_argument(
         "--config", type=int, nargs=4, action="append", metavar=("B", "S", "SIZE", "K"), help="repeatable"
     )
-    parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument("--out", default=None, help="JSON path (default bench_out/render[_breakdown].json)")
     parser.add_argument("--md", default=None, help="markdown table path (default docs/results/render.md)")
     parser.add_argument(
         "--breakdown", action="store_true",
@@ -434,7 +433,7 @@ def main() -> None:
     if args.breakdown:
         result = _child({"breakdown": TARGET, "reps": args.reps})["results"]
         text = breakdown_text(result)
-        out = args.out if args.out != DEFAULT_OUT else str(REPO / "bench_out" / "render_breakdown.json")
+        out = args.out or REPO / "bench_out" / "render_breakdown.json"
         md = args.md or REPO / "docs" / "results" / "render_breakdown.md"
         save(out, md, {"machine": machine_info(), "breakdown": result}, text)
         return
@@ -485,7 +484,7 @@ def main() -> None:
         ]
     text = table + "\n" + "\n".join(notes)
     md = args.md or (None if args.quick else REPO / "docs" / "results" / "render.md")
-    save(args.out, None, payload, text)
+    save(args.out or REPO / "bench_out" / "render.json", None, payload, text)
     if md is not None:
         atomic_write(md, lambda p: p.write_text(text + "\n"))  # spliced into README.md as is
         print(f"wrote {md}")

@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from tqdm import tqdm
 
-from benchmarks._common import REPO, machine_info, markdown_table, save
+from benchmarks._common import REPO, key_values, machine_info, markdown_table, save
 from focalstack.data.dataset import make_item
 from focalstack.data.normalize import t_to_depth
 from focalstack.data.procedural import ProceduralConfig, procedural_scene
@@ -252,14 +251,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--width", type=int, default=None, help="width of the trained model (default: preset's)")
     parser.add_argument("--crop", type=int, default=None, help="training crop (default: the preset's, 128)")
     parser.add_argument(
-        "--focus-prior-weight", type=float, default=None, help="focus prior weight (default: the preset's)"
-    )
-    parser.add_argument(
         "--focus-prior-fade", type=float, default=None, help="fraction of training over which the prior fades to 0"
     )
     parser.add_argument(
         "--loss", action="append", default=[], metavar="KEY=VALUE",
-        help="override a LossConfig field (YAML value), e.g. --loss linear_light=true; repeatable",
+        help="override a LossConfig field (YAML value), e.g. --loss focus_prior_weight=0; repeatable",
     )
     parser.add_argument("--scenes", type=int, default=32, help="held-out evaluation scenes")
     parser.add_argument("--speed-steps", type=int, default=5, help="timed steps for the speed figures")
@@ -279,13 +275,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.preset != "procedural-cpu":
         cfg = bench_config(Path(args.run), args.minutes, args.workers, args.pool, args.device, args.preset)
         cfg.max_steps = 10**6
-    if args.focus_prior_weight is not None:
-        cfg.loss = dataclasses.replace(cfg.loss, focus_prior_weight=args.focus_prior_weight)
     if args.loss:
-        pairs = [item.split("=", 1) for item in args.loss]
-        if any(len(p) != 2 for p in pairs):
-            parser.error("--loss takes KEY=VALUE")
-        cfg.loss = merge(cfg.loss, {k: yaml.safe_load(v) for k, v in pairs})
+        cfg.loss = merge(cfg.loss, key_values(args.loss, "--loss"))
     if args.focus_prior_fade is not None:
         cfg.focus_prior_fade = args.focus_prior_fade
     if args.model or args.width or args.crop or args.preset != "procedural-cpu":

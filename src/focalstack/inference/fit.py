@@ -193,6 +193,13 @@ def _initial_depth_aif(
     return predict(stack, checkpoint=cfg.checkpoint, device=device)
 
 
+def _inputs_at(full: dict[str, torch.Tensor], size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """The full-resolution inputs resized to ``size``; the pixel pitch grows with the downsampling."""
+    inputs = {**full, "stack": _resize(full["stack"][0], size)[None]}
+    inputs["pixel_size_m"] = full["pixel_size_m"] * (full["stack"].shape[-1] / size[1])
+    return inputs
+
+
 def _sweep_depth(full: dict[str, torch.Tensor], aif: torch.Tensor, cfg: FitConfig) -> torch.Tensor:
     """(H, W) depth of :func:`~focalstack.losses.depth_sweep`, run at most ``sweep_max_pixels``."""
     from focalstack.losses import depth_sweep
@@ -200,8 +207,7 @@ def _sweep_depth(full: dict[str, torch.Tensor], aif: torch.Tensor, cfg: FitConfi
     H, W = aif.shape[-2:]
     factor = max(1.0, (H * W / cfg.sweep_max_pixels) ** 0.5)
     size = (max(1, round(H / factor)), max(1, round(W / factor)))
-    inputs = {**full, "stack": _resize(full["stack"][0], size)[None]}
-    inputs["pixel_size_m"] = full["pixel_size_m"] * (W / size[1])
+    inputs = _inputs_at(full, size)
     depth = depth_sweep(
         inputs,
         _resize(aif[None], size),
@@ -278,8 +284,7 @@ def fit_scene(
     sizes = _scale_sizes((H, W), cfg)
     with tqdm(total=cfg.iterations * len(sizes), desc=f"fit {stack.name}", disable=not progress) as bar:
         for size in sizes:
-            inputs = {**full, "stack": _resize(full["stack"][0], size)[None]}
-            inputs["pixel_size_m"] = full["pixel_size_m"] * (W / size[1])
+            inputs = _inputs_at(full, size)
             guide_k = _resize(guide, size)
             if aif is not None:
                 # The coarser fit plus the detail of the guide image that the coarser grid could not hold.

@@ -7,7 +7,7 @@ Depth sweep: per pixel, the depth hypothesis whose re-rendering best explains th
 Fitting depth by gradient descent through the renderer is non-convex: blur changes with depth in
 opposite directions on the two sides of every focal plane, so a fit stays in the basin it starts in.
 Started from depth from focus it stays near the slice positions; started from the true depth it stays
-near the truth (per-scene fits on procedural validation scenes: delta1 0.71 vs 0.94). The sweep
+near the truth (the diagnostic rows of ``python -m benchmarks.accuracy``). The sweep
 searches instead: it renders an all-in-focus estimate at ``candidates`` depths spread evenly in
 inverse depth over the working range, through exactly the losses' renderer
 (:func:`focalstack.losses.rerender`: PSF, window, linear light), aggregates the squared error of
@@ -34,6 +34,35 @@ if TYPE_CHECKING:
     from focalstack.losses.selfsup import LossConfig
 
 
+def blur_px(
+    inputs: dict[str, torch.Tensor], depth_m: torch.Tensor, blur_scale: torch.Tensor | float | None = None
+) -> torch.Tensor:
+    """Per-slice blur std (pixels) of a depth map under the batch's camera, times ``blur_scale``.
+
+    Args:
+        inputs: ``batch["inputs"]``-style dict with ``focus_m`` (B, S), ``focal_length_m``, ``f_number``,
+            ``pixel_size_m`` (B,).
+        depth_m: (B, 1, H, W) depth in metres (H = W = 1 broadcasts one depth per item).
+        blur_scale: optional factor on every blur std, a scalar or (B,).
+
+    Returns:
+        (B, S, H, W) blur std in pixels.
+
+    Raises:
+        ValueError: ``blur_scale`` is neither a scalar nor (B,).
+    """
+    sigma = depth_to_sigma_px(
+        depth_m, inputs["focus_m"], inputs["focal_length_m"], inputs["f_number"], inputs["pixel_size_m"]
+    )
+    if blur_scale is None:
+        return sigma
+    scale = torch.as_tensor(blur_scale, dtype=sigma.dtype, device=sigma.device)
+    if scale.dim() > 1 or scale.numel() not in (1, sigma.shape[0]):
+        shape, B = tuple(scale.shape), sigma.shape[0]
+        raise ValueError(f"blur_scale must be a scalar or a (B,) = ({B},) tensor, got {shape}")
+    return sigma * (scale.reshape(-1, 1, 1, 1) if scale.dim() else scale)
+
+
 def rerender(aif: torch.Tensor, sigma_px: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
     """The stack the losses compare with the input: ``aif`` blurred by ``sigma_px`` as ``cfg`` says.
 
@@ -45,7 +74,15 @@ def rerender(aif: torch.Tensor, sigma_px: torch.Tensor, cfg: LossConfig) -> torc
     Returns:
         (B, S, 3, H, W) sRGB.
     """
-    source = srgb_to_linear(aif) if cfg.linear_light else aif
+    return _render_source(_source(aif, cfg), sigma_px, cfg)
+
+
+def _source(aif: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    """What the renderer blurs: the AIF itself, or its linear-light values."""
+    return srgb_to_linear(aif) if cfg.linear_light else aif
+
+
+def _render_source(source: torch.Tensor, sigma_px: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
     render = render_stack(source, sigma_px, kernel_size=cfg.kernel_size, mode=cfg.render_mode, psf=cfg.psf)
     return linear_to_srgb(render) if cfg.linear_light else render
 
@@ -94,17 +131,13 @@ def depth_sweep(
         loss = LossConfig()
     B, S, _, H, W = stack.shape
     t = torch.linspace(0.0, 1.0, candidates, dtype=stack.dtype, device=stack.device)
-    scale = torch.as_tensor(1.0 if blur_scale is None else blur_scale, dtype=stack.dtype, device=stack.device)
-    scale = scale.reshape(-1, 1, 1, 1)  # scalar or (B,)
     costs = []
     with torch.no_grad():
+        source = _source(aif, loss)  # shared by every candidate
         for tj in t:
             depth = t_to_depth(tj.expand(B, 1, 1, 1), inputs["depth_range_m"])
-            sigma = depth_to_sigma_px(
-                depth, inputs["focus_m"], inputs["focal_length_m"], inputs["f_number"], inputs["pixel_size_m"]
-            )
-            sigma = (sigma * scale).expand(B, S, H, W).contiguous()
-            render = rerender(aif, sigma, loss)
+            sigma = blur_px(inputs, depth, blur_scale).expand(B, S, H, W).contiguous()
+            render = _render_source(source, sigma, loss)
             costs.append((render - stack).square().mean(dim=2).sum(dim=1))
         cost = torch.stack(costs, dim=1)  # (B, candidates, H, W)
         if window_sigma_px > 0:

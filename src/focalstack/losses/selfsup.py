@@ -18,8 +18,7 @@ import kornia
 import torch
 
 from focalstack.data.normalize import depth_to_t, focus_to_u
-from focalstack.losses.rendering import depth_sweep, rerender
-from focalstack.optics import depth_to_sigma_px
+from focalstack.losses.rendering import blur_px, depth_sweep, rerender
 from focalstack.utils.focus import focus_floor, focus_measure, focus_peak
 
 #: SSIM dynamic range that tolerates sensor noise (``LossConfig.ssim_range``); used by ``fit`` and the
@@ -335,15 +334,7 @@ def self_supervised_losses_detailed(
     """
     _check_batch(inputs, outputs)
     stack, aif, depth = inputs["stack"], outputs["aif"], outputs["depth_m"]
-    sigma = depth_to_sigma_px(
-        depth, inputs["focus_m"], inputs["focal_length_m"], inputs["f_number"], inputs["pixel_size_m"]
-    )
-    if blur_scale is not None:
-        scale = torch.as_tensor(blur_scale, dtype=sigma.dtype, device=sigma.device)
-        if scale.dim() > 1 or scale.numel() not in (1, sigma.shape[0]):
-            shape, B = tuple(scale.shape), sigma.shape[0]
-            raise ValueError(f"blur_scale must be a scalar or a (B,) = ({B},) tensor, got {shape}")
-        sigma = sigma * (scale.reshape(-1, 1, 1, 1) if scale.dim() else scale)
+    sigma = blur_px(inputs, depth, blur_scale)
     render = rerender(aif, sigma, cfg)
     coarse = coarse_aif(stack, sigma, cfg.coarse_aif, cfg.coarse_temperature_px)
     t = depth_to_t(depth, inputs["depth_range_m"])
