@@ -10,7 +10,8 @@ same number of minutes from the same seed, then scored without ground truth ever
   ``data/accuracy`` exists (``scripts/make_accuracy_data.py``),
 - ``B``: ``../shared/data/lightfield/antinous_stack`` (error in slices).
 
-Variants: renderer in training (gather / scatter), coarse AIF (hard / soft), focus input (normalised
+Variants: renderer in training (gather / scatter, both with the 7 x 7 window / ``levels``: untruncated
+Gaussian blur, so blur beyond the window still has a gradient), coarse AIF (hard / soft), focus input (normalised
 inverse depth / none: ``daifnet-attn-nofocus``), slices per stack (2, 3, 5, 10) and network width
 (4, 8, 16). Short budgets measure what a recipe reaches early, not its end point; the table says so.
 
@@ -48,6 +49,7 @@ METRICS = ("delta1", "absrel", "error_slices")
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "base": ("-", {}),
     "scatter": ("renderer in training", {"loss.render_mode": "scatter"}),
+    "untruncated": ("renderer in training", {"loss.render_mode": "levels"}),
     "soft-coarse-aif": ("coarse AIF", {"loss.coarse_aif": "soft"}),
     "no-focus-input": ("focus input", {"model.name": "daifnet-attn-nofocus"}),
     "slices-2": ("slices", {"data.num_slices": 2, "data.min_slices": 2}),
@@ -86,13 +88,13 @@ def train_variant(name: str, out: Path, minutes: float) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def score_variant(name: str, checkpoint: Path, a_scenes: int) -> dict[str, dict[str, float]]:
+def score_variant(name: str, checkpoint: Path, a_scenes: int, a_test: Path) -> dict[str, dict[str, float]]:
     """Mean metrics of one trained variant on procedural, A (if present) and B."""
     model, cfg = load_model(str(checkpoint))
     s = cfg.data.num_slices
     proc = ProceduralConfig() if s == 5 else ProceduralConfig(num_slices=(s, s))
     out = {"procedural": evaluate({name: model}, heldout_scenes(32, proc), baselines=False)[name]}
-    sets = {"A": sorted((REPO / "data" / "accuracy" / "A_test").glob("*/scene.json"))[:a_scenes]}
+    sets = {"A": sorted(a_test.glob("*/scene.json"))[:a_scenes]}
     antinous = SHARED / "lightfield" / "antinous_stack" / "scene.json"
     sets["B"] = [antinous] if antinous.is_file() else []
     for key, files in sets.items():
@@ -116,7 +118,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
         return json.loads(result_file.read_text())
     torch.manual_seed(0)
     training = train_variant(name, run, args.minutes)
-    scores = score_variant(name, run / "last.pt", args.a_scenes)
+    scores = score_variant(name, run / "last.pt", args.a_scenes, Path(args.a_test))
     result = {"variant": name, "axis": VARIANTS[name][0], "training": training, "scores": scores}
     result_file.write_text(json.dumps(result, indent=1))
     return result
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="+", default=None, choices=sorted(VARIANTS))
     parser.add_argument("--jobs", type=int, default=2, help="variants trained at once (one thread each)")
     parser.add_argument("--a-scenes", type=int, default=5, help="accuracy-set-A test scenes scored")
+    parser.add_argument("--a-test", default=str(REPO / "data" / "accuracy" / "A_test"), help="set A test scenes")
     parser.add_argument("--runs", default=str(REPO / "bench_out" / "ablations"))
     parser.add_argument("--reuse", action="store_true", help="reuse finished variants")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
 def _child_args(args: argparse.Namespace) -> list[str]:
     return [
         "--minutes", str(args.minutes),
-        "--a-scenes", str(args.a_scenes), "--runs", args.runs, *(["--reuse"] if args.reuse else []),
+        "--a-scenes", str(args.a_scenes), "--a-test", args.a_test, "--runs", args.runs, *(["--reuse"] if args.reuse else []),
     ]
 
 
@@ -177,11 +180,16 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             for m in METRICS if data != "B" else ("error_slices",):
                 row[f"{data} {m}"] = scores[m]
         rows.append(row)
+    where = (
+        f"on {torch.cuda.get_device_name()} ({args.jobs} variants sharing it)"
+        if torch.cuda.is_available()
+        else f"on one CPU thread ({args.jobs} variants at a time, {os.cpu_count()} cores)"
+    )
     columns = ["axis", "variant", "steps"] + [c for c in rows[0] if c not in ("axis", "variant", "steps")]
     table = "\n".join(
         [
-            f"Shipped recipe with one change each, {args.minutes:g} min of training per variant on one CPU "
-            f"thread ({args.jobs} variants at a time on this 2-core machine), seed 0; procedural = 32 "
+            f"Shipped recipe with one change each, {args.minutes:g} min of training per variant {where}, "
+            f"seed 0; procedural = 32 "
             f"held-out scenes (seed {EVAL_SEED}), A = first {args.a_scenes} scenes of accuracy set A, B = "
             "antinous. Slice-count variants train and test with that many slices (procedural scenes drawn "
             "with it; A and B subsampled evenly when they have more), so their error in slices is in units "

@@ -113,16 +113,26 @@ def network(checkpoint: str | Path | None) -> Predictor:
     return lambda stack: predict(stack, model=model)
 
 
-def fit_predictor(iterations: int, oracle: bool = False) -> Predictor:
+#: LossConfig changes of the fit row "chosen on A train": the sweep adds error windows of 2, 8 and 32 px
+#: (``sweep_levels=3``). Chosen with the ground truth of A's *train* split (first 6 scenes, 30 it/scale:
+#: delta1 / AbsRel / slices 0.799 / 0.275 / 0.230 against 0.672 / 0.253 / 0.367 with the default single
+#: 2 px window). Not the default: on the procedural validation sets and on B the wide windows pull
+#: weak-texture surroundings to the depth of strong-texture objects (see README, accuracy section).
+A_TRAIN_FIT = {"sweep_levels": 3}
+
+
+def fit_predictor(iterations: int, oracle: bool = False, loss: dict | None = None) -> Predictor:
     """Per-scene fit with the default settings (linear-light re-rendering, sweep init).
 
     ``oracle`` starts it from the true depth and AIF instead: a diagnostic, not a method (it reads
     ground truth). Where the fit then ends shows what the objective itself allows; the gap between it
-    and the normal fit is what the initialisation / optimisation costs.
+    and the normal fit is what the initialisation / optimisation costs. ``loss`` changes fields of the
+    fit's LossConfig.
     """
     from focalstack.inference.fit import FitConfig, fit_scene
 
     cfg = FitConfig(iterations=iterations)
+    cfg.loss = dataclasses.replace(cfg.loss, **(loss or {}))
 
     def run(stack: FocalStack) -> tuple[torch.Tensor, torch.Tensor]:
         init = {}
@@ -186,6 +196,8 @@ def main() -> None:
     for name, stacks in sets.items():
         rows.append(score("DFF + focus stacking", name, stacks, dff_predict))
         rows.append(score(f"fit (sweep init, {fit_iters} it/scale)", name, stacks, fit_predictor(fit_iters)))
+        multi = fit_predictor(fit_iters, loss=A_TRAIN_FIT)
+        rows.append(score("fit, 3 sweep windows (chosen on A train)", name, stacks, multi))
         if all(s.aif is not None and s.depth_m is not None for s in stacks):
             oracle = fit_predictor(fit_iters, oracle=True)
             rows.append(score("diagnostic: fit started from the truth (reads GT)", name, stacks, oracle))

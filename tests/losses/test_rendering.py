@@ -83,8 +83,50 @@ def test_fit_starts_from_the_sweep_by_default() -> None:
     assert bool(torch.isfinite(small.depth_m).all())
 
 
+def _plane_with_flat_middle(noise: float) -> tuple[dict[str, torch.Tensor], torch.Tensor, float]:
+    """A fronto-parallel plane (2.5 m) whose AIF is textured in a 12 px frame and flat inside."""
+    g = torch.Generator().manual_seed(1)
+    aif = torch.rand(1, 3, 64, 64, generator=g)
+    aif[..., 12:-12, 12:-12] = 0.5
+    loss = LossConfig(kernel_size=None)
+    probe = _inputs(torch.zeros(1, len(FOCUS), 3, 64, 64))
+    lens = (probe[k] for k in ("focal_length_m", "f_number", "pixel_size_m"))
+    sigma = depth_to_sigma_px(torch.full((1, 1, 1, 1), 2.5), probe["focus_m"], *lens).expand(1, -1, 64, 64)
+    stack = rerender(aif, sigma.contiguous(), loss)
+    stack = stack + noise * torch.randn(stack.shape, generator=g)
+    return _inputs(stack), aif, 1 / 2.5
+
+
+def test_wide_sweep_windows_carry_depth_into_flat_regions() -> None:
+    """Multi-scale aggregation: the flat middle gets the depth of its textured frame."""
+    inputs, aif, diopters = _plane_with_flat_middle(noise=0.01)
+    middle = (0, 0, slice(24, -24), slice(24, -24))  # > 12 px inside the flat region
+    err = {
+        levels: float((1 / depth_sweep(inputs, aif, window_sigma_px=2.0, window_levels=levels)[middle]
+                       - diopters).abs().mean())
+        for levels in (1, 3)
+    }
+    spacing = (1 / FOCUS[0] - 1 / FOCUS[-1]) / (len(FOCUS) - 1)
+    assert err[3] < 0.2 * spacing < err[1]
+
+
+def test_sweep_normalisation_keeps_per_pixel_choices() -> None:
+    """Dividing each pixel's errors by a positive number changes no per-pixel minimum (no window).
+
+    Compared in the textured frame: in the flat middle every hypothesis renders the same image, so the
+    minimum there is decided by rounding.
+    """
+    inputs, aif, _ = _plane_with_flat_middle(noise=0.02)
+    plain = depth_sweep(inputs, aif, window_sigma_px=0.0)
+    normalised = depth_sweep(inputs, aif, window_sigma_px=0.0, normalise=True)
+    frame = (0, 0, slice(0, 10))
+    torch.testing.assert_close(normalised[frame], plain[frame], rtol=1e-4, atol=0.0)
+    assert not torch.equal(depth_sweep(inputs, aif, window_levels=3, normalise=True),
+                           depth_sweep(inputs, aif, window_levels=3))
+
+
 @pytest.mark.parametrize(
-    "kwargs", [{"candidates": 2}, {"window_sigma_px": -1.0}]
+    "kwargs", [{"candidates": 2}, {"window_sigma_px": -1.0}, {"window_levels": 0}]
 )
 def test_sweep_rejects_bad_settings(kwargs) -> None:
     inputs = _inputs(torch.rand(1, len(FOCUS), 3, 8, 8))
@@ -98,5 +140,7 @@ def test_sweep_rejects_mismatched_aif() -> None:
         depth_sweep(inputs, torch.rand(1, 3, 8, 9))
     with pytest.raises(ValueError, match="sweep_candidates"):
         LossConfig(sweep_candidates=2)
+    with pytest.raises(ValueError, match="sweep_levels"):
+        LossConfig(sweep_levels=0)
     with pytest.raises(ValueError, match="sweep_max_pixels"):
         FitConfig(sweep_max_pixels=0)

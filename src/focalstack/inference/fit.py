@@ -56,8 +56,10 @@ class FitConfig:
             every metric with linear light, and again with the sweep initialisation.
         init: initial depth and AIF: ``"sweep"`` (the default: a focus-stacked AIF and the depth that
             re-renders it best per pixel among ``loss.sweep_candidates`` hypotheses, in a Gaussian window
-            of ``loss.sweep_window_px``,
-            :func:`focalstack.losses.depth_sweep`; the fit is non-convex and keeps the basin it
+            of ``loss.sweep_window_px``, :func:`focalstack.losses.depth_sweep`. For scenes with wide
+            textureless areas (indoor walls) ``loss.sweep_levels=3`` adds windows of 4x and 16x that
+            carry depth in from the textured edges (far better on accuracy set A's train split; worse on
+            finely structured scenes, so not the default); the fit is non-convex and keeps the basin it
             starts in, and the sweep starts it in the right one far more often than DFF; with
             ``estimate_blur_scale`` the blur is not known yet, so DFF is used instead), ``"dff"`` (depth
             from focus and a focus-stacked AIF, ``focalstack.inference.baselines.dff_predict``), ``"network"``
@@ -214,6 +216,8 @@ def _sweep_depth(full: dict[str, torch.Tensor], aif: torch.Tensor, cfg: FitConfi
         loss=cfg.loss,
         candidates=cfg.loss.sweep_candidates,
         window_sigma_px=cfg.loss.sweep_window_px * size[1] / W,
+        window_levels=cfg.loss.sweep_levels,
+        normalise=cfg.loss.sweep_normalise,
     )
     # upsample in normalised inverse depth, the space the candidates were spread in
     t = _resize(depth_to_t(depth, full["depth_range_m"]), (H, W))

@@ -94,6 +94,8 @@ def depth_sweep(
     loss: LossConfig | None = None,
     candidates: int = 32,
     window_sigma_px: float = 4.0,
+    window_levels: int = 1,
+    normalise: bool = False,
     blur_scale: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """Depth (metres) per pixel by testing ``candidates`` depth hypotheses through the renderer.
@@ -110,18 +112,29 @@ def depth_sweep(
             ``depth_range_m`` (both ends included).
         window_sigma_px: std in pixels of the Gaussian window the squared errors are summed over
             (0: per pixel). Larger windows are steadier in weak texture, smaller ones keep depth edges.
+        window_levels: number of windows whose aggregated errors are added, with stds
+            ``window_sigma_px * 4**k`` for ``k < window_levels``. Where a pixel's neighbourhood has
+            texture the small window's error varies most with depth and decides; in flat regions only
+            the wide windows vary, so depth is carried in from the nearest textured edges (multi-scale
+            cost aggregation, as in stereo matching).
+        normalise: divide each pixel's errors by their mean over the hypotheses plus the image's noise
+            floor (the median over pixels of the smallest error) before aggregating, so weakly textured
+            pixels count as much as strongly textured ones and, in wide windows, a strong-texture
+            object does not pull its weak-texture surroundings to its own depth; pixels without texture
+            (errors at the noise floor) keep little weight.
         blur_scale: optional factor on every blur std, a scalar or (B,).
 
     Returns:
         (B, 1, H, W) depth in metres inside ``depth_range_m``.
 
     Raises:
-        ValueError: ``candidates`` < 3, negative ``window_sigma_px`` or mismatched shapes.
+        ValueError: ``candidates`` < 3, negative ``window_sigma_px``, ``window_levels`` < 1 or
+            mismatched shapes.
     """
     stack = inputs["stack"]
-    if candidates < 3 or window_sigma_px < 0:
-        got = f"{candidates}, {window_sigma_px}"
-        raise ValueError(f"need candidates >= 3 and window_sigma_px >= 0, got {got}")
+    if candidates < 3 or window_sigma_px < 0 or window_levels < 1:
+        got = f"{candidates}, {window_sigma_px}, {window_levels}"
+        raise ValueError(f"need candidates >= 3, window_sigma_px >= 0 and window_levels >= 1, got {got}")
     if stack.dim() != 5 or aif.dim() != 4 or tuple(aif.shape) != (stack.shape[0], *stack.shape[2:]):
         shapes = f"{tuple(stack.shape)}, {tuple(aif.shape)}"
         raise ValueError(f"stack must be (B, S, 3, H, W) and aif (B, 3, H, W) alike; got {shapes}")
@@ -140,13 +153,20 @@ def depth_sweep(
             render = _render_source(source, sigma, loss)
             costs.append((render - stack).square().mean(dim=2).sum(dim=1))
         cost = torch.stack(costs, dim=1)  # (B, candidates, H, W)
-        if window_sigma_px > 0:
-            k = 2 * math.ceil(3 * window_sigma_px) + 1
-            cost = kornia.filters.gaussian_blur2d(
-                cost, (k, k), (window_sigma_px, window_sigma_px), border_type="replicate"
-            )
+        if normalise:
+            floor = cost.amin(dim=1).flatten(1).median(dim=1).values.reshape(B, 1, 1, 1)
+            cost = cost / (cost.mean(dim=1, keepdim=True) + floor.clamp_min(1e-12))
+        cost = sum(_window(cost, window_sigma_px * 4**k) for k in range(window_levels))
         best = _refine(cost)
         return t_to_depth(best / (candidates - 1), inputs["depth_range_m"])
+
+
+def _window(cost: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """``cost`` summed over a Gaussian window of std ``sigma_px`` (0: unchanged)."""
+    if sigma_px <= 0:
+        return cost
+    k = 2 * math.ceil(3 * sigma_px) + 1
+    return kornia.filters.gaussian_blur2d(cost, (k, k), (sigma_px, sigma_px), border_type="replicate")
 
 
 def _refine(cost: torch.Tensor) -> torch.Tensor:

@@ -70,7 +70,11 @@ class LossConfig:
             i.e. the global optimum of the reconstruction term per pixel, which gradient descent alone
             does not find). Its confidence is the focus measure's either way.
         sweep_candidates: depth hypotheses of the sweep target.
-        sweep_window_px: std (pixels) of the sweep's Gaussian error window.
+        sweep_window_px: std (pixels) of the sweep's (smallest) Gaussian error window.
+        sweep_levels: number of error windows the sweep adds up (stds ``sweep_window_px * 4**k``;
+            see :func:`~focalstack.losses.depth_sweep`).
+        sweep_normalise: the sweep normalises each pixel's errors before aggregating (``normalise``
+            of :func:`~focalstack.losses.depth_sweep`).
     """
 
     recon_weight: float = 1e3
@@ -93,6 +97,8 @@ class LossConfig:
     focus_prior_target: Literal["dff", "sweep"] = "dff"
     sweep_candidates: int = 16
     sweep_window_px: float = 2.0
+    sweep_levels: int = 1
+    sweep_normalise: bool = False
 
     def __post_init__(self) -> None:
         if self.coarse_aif not in ("hard", "soft"):
@@ -109,8 +115,8 @@ class LossConfig:
             raise ValueError("render_mode 'levels' renders the Gaussian PSF only")
         if self.focus_prior_target not in ("dff", "sweep"):
             raise ValueError(f"focus_prior_target must be 'dff' or 'sweep', got {self.focus_prior_target!r}")
-        if self.sweep_candidates < 3 or self.sweep_window_px < 0:
-            raise ValueError("need sweep_candidates >= 3 and sweep_window_px >= 0")
+        if self.sweep_candidates < 3 or self.sweep_window_px < 0 or self.sweep_levels < 1:
+            raise ValueError("need sweep_candidates >= 3, sweep_window_px >= 0 and sweep_levels >= 1")
         if self.ssim_window < 3 or self.ssim_window % 2 == 0:
             raise ValueError(f"ssim_window must be odd and >= 3, got {self.ssim_window}")
 
@@ -350,7 +356,8 @@ def self_supervised_losses_detailed(
         if cfg.focus_prior_target == "sweep":
             swept = depth_sweep(
                 inputs, aif.detach().clamp(0, 1), loss=cfg, candidates=cfg.sweep_candidates,
-                window_sigma_px=cfg.sweep_window_px, blur_scale=blur_scale,
+                window_sigma_px=cfg.sweep_window_px, window_levels=cfg.sweep_levels,
+                normalise=cfg.sweep_normalise, blur_scale=blur_scale,
             )
             target = depth_to_t(swept, inputs["depth_range_m"])
         prior = focus_prior(
