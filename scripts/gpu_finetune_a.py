@@ -1,8 +1,8 @@
 """Fine-tune the shipped model self-supervised on accuracy set A's train stacks, score on A test.
 
 For a CUDA machine (see ``scripts/gpu_ablations.sh``): the tta recipe of ``benchmarks.accuracy`` with
-the 7 x 7 window renderer and with the untruncated ``levels`` renderer (the tta preset's own), same minutes each,
-both runs at once on the GPU; then the shipped and both fine-tuned models are scored on A test.
+the 7 x 7 window renderer and with the untruncated ``levels`` renderer (the tta preset's own), same
+minutes each, both runs at once on the GPU; then the shipped and both fine-tuned models are scored on A test.
 Training reads stack folders only (``--train`` may hold copies without ``aif.png`` / ``depth.npy``).
 
     PYTHONPATH=. python scripts/gpu_finetune_a.py --train DIR --test DIR --minutes 4 --out OUT.md
@@ -17,7 +17,10 @@ from pathlib import Path
 from benchmarks._common import markdown_table
 from benchmarks.accuracy import _load, finetune, network, score
 
-VARIANTS = {"7x7 window (render_mode=gather)": {"render_mode": "gather"}, "untruncated (render_mode=levels)": {"render_mode": "levels"}}
+VARIANTS = {
+    "7x7 window (render_mode=gather)": {"render_mode": "gather"},
+    "untruncated (render_mode=levels)": {"render_mode": "levels"},
+}
 
 
 def _train(args: tuple[str, Path, Path, float]) -> str:
