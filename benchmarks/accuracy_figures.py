@@ -9,7 +9,7 @@ depth, the ground truth's 2-98 % range; near = warm); the error map is |1/d - 1/
 
     python -m benchmarks.accuracy_figures [--scenes 6] [--fit-iterations 30]
 
-Writes PNGs to ``docs/gallery/accuracy/`` and ``docs/results/accuracy_figures.md``.
+Writes JPEGs to ``docs/gallery/accuracy/`` and ``docs/results/accuracy_figures.md``.
 """
 
 from __future__ import annotations
@@ -103,9 +103,10 @@ def main() -> None:
         "",
     ]
     for kind, (_, stack, depths, scores) in picked:
-        path = args.out / f"{stack.name}.png"
+        path = args.out / f"{stack.name}.jpg"
+        figure = cv2.cvtColor(scene_figure(stack, depths, scores), cv2.COLOR_RGB2BGR)
         with atomic_path(path) as tmp:
-            cv2.imwrite(str(tmp), cv2.cvtColor(scene_figure(stack, depths, scores), cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(tmp), figure, [cv2.IMWRITE_JPEG_QUALITY, 88])
         rel = path.relative_to(REPO) if path.is_relative_to(REPO) else path
         lines += [f"**{kind}: {stack.name}**", "", f"![]({rel})", ""]
     args.md.parent.mkdir(parents=True, exist_ok=True)
