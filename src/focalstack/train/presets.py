@@ -96,13 +96,13 @@ def tta() -> TrainConfig:
     """Fine-tune the shipped weights on the user's own scenes (``--data DIR``): short, constant lr.
 
     The losses are the shipped ones with the untruncated renderer (``render_mode="levels"``): real
-    stacks can blur beyond the 3 px reach of the 7 x 7 training window (set A of the accuracy benchmark: a point at
-    6 m has blur std 4.3 px in the slice focused at 1 m), where a truncated kernel stops changing with
-    depth. Fine-tuning on A's
-    train stacks (4 GPU minutes, ``scripts/gpu_ablations.sh`` with ``FINETUNE_A=1``) scored on A test:
-    shipped delta1 / AbsRel / slices 0.525 / 0.303 / 1.00; with the 7 x 7 window 0.450 / 0.348 / 1.44;
-    untruncated 0.574 / 0.284 / 0.77. On the procedural training scenes, whose blur fits the window,
-    the two renderers train equally well (same script, ablation "untruncated").
+    stacks can blur beyond the 3 px reach of the 7 x 7 training window (set A of the accuracy
+    benchmark: a point at 6 m has blur std 4.3 px in the slice focused at 1 m), where a truncated
+    kernel stops changing with depth. Fine-tuning on A's train stacks (4 GPU minutes,
+    ``scripts/gpu_ablations.sh`` with ``FINETUNE_A=1``) scored on A test: shipped delta1 / AbsRel /
+    slices 0.525 / 0.303 / 1.00; with the 7 x 7 window 0.450 / 0.348 / 1.44; untruncated 0.574 /
+    0.284 / 0.77. On the procedural training scenes the two renderers train equally well (same
+    script, ablation "untruncated").
     """
     cfg = procedural_cpu()
     cfg.init = "default"
