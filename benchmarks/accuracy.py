@@ -129,10 +129,10 @@ def fit_predictor(iterations: int, oracle: bool = False, loss: dict | None = Non
     and the normal fit is what the initialisation / optimisation costs. ``loss`` changes fields of the
     fit's LossConfig.
     """
-    from focalstack.inference.fit import FitConfig, fit_scene
+    from benchmarks.fit_procedural import fit_config
+    from focalstack.inference.fit import fit_scene
 
-    cfg = FitConfig(iterations=iterations)
-    cfg.loss = dataclasses.replace(cfg.loss, **(loss or {}))
+    cfg = fit_config(iterations, loss or {})
 
     def run(stack: FocalStack) -> tuple[torch.Tensor, torch.Tensor]:
         init = {}

@@ -6,13 +6,8 @@
 # ONLY="--only base untruncated" restricts the variants. FINETUNE_A=1 also fine-tunes the shipped model
 # on A's train stacks (carry data/accuracy_gpu/A_train_stacks: stack_*.png and scene.json only) with the
 # 7x7 and the untruncated renderer, scored on A test (scripts/gpu_finetune_a.py), while the ablations run.
-export PYTHONUNBUFFERED=1 OUT=${OUT:-gpu_out} MIN=${MIN:-5} JOBS=${JOBS:-10}
-mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src:$PWD
-fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+export MIN=${MIN:-5} JOBS=${JOBS:-10}
+source scripts/gpu_env.sh
 if [ -n "$FINETUNE_A" ]; then
   python3 scripts/gpu_finetune_a.py --train data/accuracy_gpu/A_train_stacks --test data/accuracy_gpu/A_test \
     --minutes "$MIN" --out "$OUT/finetune_a.md" > "$OUT/finetune_a.log" 2>&1 &

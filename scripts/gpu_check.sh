@@ -2,13 +2,8 @@
 # GPU checks in one go (run on a CUDA machine from the repo root; writes under $OUT):
 # the test suite (CUDA tests included), the renderer benchmark on CUDA, and the learning benchmark
 # (shipped recipe) on the GPU. Packages the CUDA image lacks can be carried as wheels in .whl/.
-export PYTHONUNBUFFERED=1 OUT=${OUT:-gpu_out} MIN=${MIN:-3.5}
-mkdir -p "$OUT"
-if [ -d .whl ]; then  # packages the CUDA image lacks, carried as wheels
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src:$PWD
-fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+export MIN=${MIN:-3.5}
+source scripts/gpu_env.sh
 python3 -c "import torch, kornia, tyro; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 timeout 200 python3 -m pytest -q -n 8 --dist loadgroup -p no:cacheprovider tests > "$OUT/tests.txt" 2>&1
 tail -25 "$OUT/tests.txt"

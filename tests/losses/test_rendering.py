@@ -10,8 +10,10 @@ import torch
 from focalstack.data.normalize import working_range_m
 from focalstack.inference.fit import FitConfig, fit_scene
 from focalstack.losses import LossConfig, depth_sweep, rerender
-from focalstack.optics import depth_to_sigma_px
+from focalstack.losses.rendering import blur_px
 from tests.inference.test_fit import CAMERA, FOCUS, diopter_error, synthetic_stack
+
+SPACING = (1 / FOCUS[0] - 1 / FOCUS[-1]) / (len(FOCUS) - 1)  # diopters between slices
 
 
 def _inputs(stack: torch.Tensor, focus=FOCUS) -> dict[str, torch.Tensor]:
@@ -34,15 +36,12 @@ def test_sweep_finds_fronto_parallel_depths_between_candidates(linear_light: boo
     aif = torch.rand(2, 3, 40, 40, generator=g)
     depth = torch.tensor([1.7, 3.9]).view(2, 1, 1, 1).expand(2, 1, 40, 40)
     loss = LossConfig(kernel_size=None, linear_light=linear_light)
-    probe = _inputs(torch.zeros(2, len(FOCUS), 3, 40, 40))
-    lens = (probe[k] for k in ("focal_length_m", "f_number", "pixel_size_m"))
-    sigma = depth_to_sigma_px(depth, probe["focus_m"], *lens)
+    sigma = blur_px(_inputs(torch.zeros(2, len(FOCUS), 3, 40, 40)), depth)
     inputs = _inputs(rerender(aif, sigma, loss))
     found = depth_sweep(inputs, aif, loss=loss, candidates=24)
     assert found.shape == (2, 1, 40, 40)
-    spacing = (1 / FOCUS[0] - 1 / FOCUS[-1]) / (len(FOCUS) - 1)  # diopters between slices
     inner = (slice(None), 0, slice(8, -8), slice(8, -8))  # away from the zero-padded border
-    assert (1 / found[inner] - 1 / depth[inner]).abs().max() < 0.1 * spacing
+    assert (1 / found[inner] - 1 / depth[inner]).abs().max() < 0.1 * SPACING
 
 
 def test_sweep_follows_a_slanted_scene_with_an_estimated_aif() -> None:
@@ -89,10 +88,8 @@ def _plane_with_flat_middle(noise: float) -> tuple[dict[str, torch.Tensor], torc
     aif = torch.rand(1, 3, 64, 64, generator=g)
     aif[..., 12:-12, 12:-12] = 0.5
     loss = LossConfig(kernel_size=None)
-    probe = _inputs(torch.zeros(1, len(FOCUS), 3, 64, 64))
-    lens = (probe[k] for k in ("focal_length_m", "f_number", "pixel_size_m"))
-    sigma = depth_to_sigma_px(torch.full((1, 1, 1, 1), 2.5), probe["focus_m"], *lens).expand(1, -1, 64, 64)
-    stack = rerender(aif, sigma.contiguous(), loss)
+    sigma = blur_px(_inputs(torch.zeros(1, len(FOCUS), 3, 64, 64)), torch.full((1, 1, 64, 64), 2.5))
+    stack = rerender(aif, sigma, loss)
     stack = stack + noise * torch.randn(stack.shape, generator=g)
     return _inputs(stack), aif, 1 / 2.5
 
@@ -106,8 +103,7 @@ def test_wide_sweep_windows_carry_depth_into_flat_regions() -> None:
                        - diopters).abs().mean())
         for levels in (1, 3)
     }
-    spacing = (1 / FOCUS[0] - 1 / FOCUS[-1]) / (len(FOCUS) - 1)
-    assert err[3] < 0.2 * spacing < err[1]
+    assert err[3] < 0.2 * SPACING < err[1]
 
 
 def test_sweep_normalisation_keeps_per_pixel_choices() -> None:

@@ -50,8 +50,9 @@ class LossConfig:
             insensitive to noise.
         log_sigma_px: std of the Gaussian in the Laplacian-of-Gaussian (pixels).
         render_mode: renderer mode (``focalstack.optics.render_stack``): ``"gather"``, ``"scatter"`` (the
-            paper's layer) or ``"levels"`` (untruncated Gaussian: blur larger than a 7 x 7 window, e.g. the
-            DSLR stacks of the accuracy protocol, std up to 4-13 px; ~5x the cost of gather at K = 7).
+            paper's layer) or ``"levels"`` (untruncated Gaussian, for blur beyond a 7 x 7 window's 3 px
+            reach, e.g. the DSLR stacks of the accuracy protocol; its cost is in the large-blur table of
+            ``python -m benchmarks.render``).
         psf: renderer point-spread function, ``"gaussian"`` or ``"disc"``.
         kernel_size: renderer window (pixels, odd) or ``None`` for the renderer's automatic size.
         linear_light: re-render in linear light (the AIF is linearised, blurred and re-encoded as sRGB),

@@ -6,6 +6,7 @@ flags then override individual fields (``focalstack train --preset paper-nyu --d
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from focalstack.losses import NOISE_TOLERANT_SSIM_RANGE, LossConfig
@@ -106,8 +107,7 @@ def tta() -> TrainConfig:
     """
     cfg = procedural_cpu()
     cfg.init = "default"
-    cfg.loss = shipped_loss()  # as the shipped weights were trained, but untruncated
-    cfg.loss.render_mode = "levels"
+    cfg.loss = dataclasses.replace(shipped_loss(), render_mode="levels")  # shipped, but untruncated
     cfg.data = DataConfig(root="scenes", crop=128, num_slices=5, batch_size=2)
     cfg.optim = OptimConfig(lr=1e-4, schedule="constant", warmup_steps=10)
     cfg.log = LogConfig(log_every=10, image_every=50, val_every=0, ckpt_every=100)
