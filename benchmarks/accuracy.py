@@ -113,12 +113,9 @@ def network(checkpoint: str | Path | None) -> Predictor:
     return lambda stack: predict(stack, model=model)
 
 
-#: LossConfig changes of the fit row "chosen on A train": the sweep adds error windows of 2, 8 and 32 px
-#: (``sweep_levels=3``). Chosen with the ground truth of A's *train* split (first 6 scenes, 30 it/scale:
-#: delta1 / AbsRel / slices 0.799 / 0.275 / 0.230 against 0.672 / 0.253 / 0.367 with the default single
-#: 2 px window). Not the default: on the procedural validation sets and on B the wide windows pull
-#: weak-texture surroundings to the depth of strong-texture objects (see README, accuracy section).
-A_TRAIN_FIT = {"sweep_levels": 3}
+#: LossConfig changes of the fit row without the semi-global step: the sweep keeps its windowed errors
+#: (the default before the semi-global sweep; the ablation of that step).
+WINDOW_FIT = {"sweep_penalties": None}
 
 
 def fit_predictor(iterations: int, oracle: bool = False, loss: dict | None = None) -> Predictor:
@@ -196,9 +193,9 @@ def main() -> None:
     rows = []
     for name, stacks in sets.items():
         rows.append(score("DFF + focus stacking", name, stacks, dff_predict))
-        rows.append(score(f"fit (sweep init, {fit_iters} it/scale)", name, stacks, fit_predictor(fit_iters)))
-        multi = fit_predictor(fit_iters, loss=A_TRAIN_FIT)
-        rows.append(score("fit, 3 sweep windows (chosen on A train)", name, stacks, multi))
+        rows.append(score(f"fit ({fit_iters} it/scale)", name, stacks, fit_predictor(fit_iters)))
+        window = fit_predictor(fit_iters, loss=WINDOW_FIT)
+        rows.append(score("fit without the semi-global sweep", name, stacks, window))
         if all(s.aif is not None and s.depth_m is not None for s in stacks):
             oracle = fit_predictor(fit_iters, oracle=True)
             rows.append(score("diagnostic: fit started from the truth (reads GT)", name, stacks, oracle))

@@ -5,21 +5,25 @@ what the self-supervised objective itself prefers, and what the optimiser finds.
 rendered in linear light with sensor noise. The variants add, in turn, what the default ``fit`` uses:
 the noise-tolerant SSIM range (with standard SSIM the noise rewards depths that put a slice exactly in
 focus), re-rendering in linear light (as the data was made, and as real optics blur), and the depth
-sweep initialisation (the objective is non-convex; from DFF the fit stays near the slices). Two more
-variants were tried on top of the default and not adopted: the sweep adding error windows of 2, 8
-and 32 px (``sweep_levels=3``; far better on accuracy set A's train split, whose indoor scenes have wide
-textureless walls, worse here and on B), and that with each pixel's errors normalised first
-(``sweep_normalise``; between the two). Scene sets
+sweep initialisation (the objective is non-convex; from DFF the fit stays near the slices). Two
+variants of the sweep were tried and not adopted: error windows of 2, 8 and 32 px (``sweep_levels=3``;
+far better on accuracy set A's train split, whose indoor scenes have wide textureless walls, worse
+here and on B), and that with each pixel's errors normalised first (``sweep_normalise``; between the
+two). The last row is the default: the sweep's errors corrected for noise and aggregated semi-globally
+(``sweep_penalties``, :func:`focalstack.losses.semi_global_aggregation`). Scene sets
 are drawn with seeds other than the learning benchmark's held-out seed (validation, not test), each set
 scored by delta1, AbsRel and the error in slices, averaged over its scenes.
 
     python -m benchmarks.fit_procedural [--seeds 777 1001 1002] [--scenes 8 12 12] [--iterations 100]
+        [--variants NAME ...] [--merge]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -30,15 +34,20 @@ from focalstack.data.procedural import ProceduralConfig
 from focalstack.inference.baselines import dff_depth
 from focalstack.inference.fit import FitConfig, fit_scene
 
-#: name -> changes to the default FitConfig (None: classical DFF, no fit).
+#: name -> changes to the default FitConfig (None: classical DFF, no fit). Rows before the semi-global
+#: sweep switch it off (``sweep_penalties=None``), so each row adds one change to the one above.
+_WINDOW = {"sweep_penalties": None}
 VARIANTS: dict[str, dict | None] = {
     "DFF (classical)": None,
-    "fit: SSIM range 1, sRGB blur, DFF init": {"init": "dff", "ssim_range": 1.0, "linear_light": False},
-    "fit: + SSIM range 10": {"init": "dff", "linear_light": False},
-    "fit: + linear-light blur": {"init": "dff"},
-    "fit: + sweep init (default)": {},
-    "fit: + multi-scale sweep window": {"sweep_levels": 3},
-    "fit: + normalised multi-scale sweep": {"sweep_levels": 3, "sweep_normalise": True},
+    "fit: SSIM range 1, sRGB blur, DFF init": {
+        "init": "dff", "ssim_range": 1.0, "linear_light": False, **_WINDOW
+    },
+    "fit: + SSIM range 10": {"init": "dff", "linear_light": False, **_WINDOW},
+    "fit: + linear-light blur": {"init": "dff", **_WINDOW},
+    "fit: + sweep init": _WINDOW,
+    "fit: + multi-scale sweep window": {"sweep_levels": 3, **_WINDOW},
+    "fit: + normalised multi-scale sweep": {"sweep_levels": 3, "sweep_normalise": True, **_WINDOW},
+    "fit: + semi-global sweep (default)": {},
 }
 
 
@@ -67,6 +76,21 @@ def score_set(seed: int, n: int, iterations: int, variants: list[str]) -> list[d
     return out
 
 
+def merged(path: str, new: list[dict], args: argparse.Namespace) -> list[dict]:
+    """``new`` plus the rows of other variants in the JSON at ``path``, in VARIANTS order per seed.
+
+    Raises:
+        SystemExit: the existing file was run with other seeds, scene counts or iterations.
+    """
+    old = json.loads(Path(path).read_text())
+    same = ("seeds", "scenes", "iterations")
+    if any(old["args"][k] != getattr(args, k) for k in same):
+        raise SystemExit(f"--merge: {path} was run with other {', '.join(same)}")
+    keep = [r for r in old["rows"] if r["method"] in VARIANTS and r["method"] not in args.variants]
+    order = list(VARIANTS)
+    return sorted(keep + new, key=lambda r: (args.seeds.index(r["seed"]), order.index(r["method"])))
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[777, 1001, 1002])
@@ -74,6 +98,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--iterations", type=int, default=100, help="fit iterations per scale")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="keep the other variants' rows of an existing --out JSON (same seeds, scenes, iterations)",
+    )
     parser.add_argument("--out", default=str(REPO / "bench_out" / "fit_procedural.json"))
     parser.add_argument("--md", default=str(REPO / "docs" / "results" / "fit_procedural.md"))
     args = parser.parse_args(argv)
@@ -81,6 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--scenes needs one count per seed")
     torch.set_num_threads(args.threads)
     rows = [r for s, n in zip(args.seeds, args.scenes) for r in score_set(s, n, args.iterations, args.variants)]
+    if args.merge:
+        rows = merged(args.out, rows, args)
     table = (
         f"Per-scene fit ({args.iterations} iterations per scale), each variant adding one change to the "
         "one above, on procedural scene sets "

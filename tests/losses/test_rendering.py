@@ -67,8 +67,8 @@ def test_sweep_follows_a_slanted_scene_with_an_estimated_aif() -> None:
 def test_fit_starts_from_the_sweep_by_default() -> None:
     stack = synthetic_stack(size=64)
     assert FitConfig().init == "sweep"
-    # a small window for this small, noise-free stack
-    loss = dataclasses.replace(FitConfig().loss, sweep_window_px=1.0)
+    # a small window and no semi-global step for this small, steep, noise-free stack
+    loss = dataclasses.replace(FitConfig().loss, sweep_window_px=1.0, sweep_penalties=None)
     start = {"iterations": 0, "scales": (1,), "loss": loss}
     swept = fit_scene(stack, FitConfig(**start), progress=False).depth_m
     dff = fit_scene(stack, FitConfig(**start, init="dff"), progress=False).depth_m
@@ -106,6 +106,40 @@ def test_wide_sweep_windows_carry_depth_into_flat_regions() -> None:
     assert err[3] < 0.2 * SPACING < err[1]
 
 
+def test_semi_global_sweep_carries_depth_into_flat_regions() -> None:
+    """SGM aggregation fills the flat middle from the frame; with zero penalties it changes nothing.
+
+    (Compared in the frame: in the flat middle the plain sweep's minimum is decided by rounding.)
+    """
+    inputs, aif, diopters = _plane_with_flat_middle(noise=0.01)
+    middle = (0, 0, slice(24, -24), slice(24, -24))
+    plain = depth_sweep(inputs, aif, window_sigma_px=2.0)
+    sgm = depth_sweep(inputs, aif, window_sigma_px=2.0, penalties=(1.0, 16.0))
+    err = {k: float((1 / d[middle] - diopters).abs().mean()) for k, d in (("plain", plain), ("sgm", sgm))}
+    assert err["sgm"] < 0.2 * SPACING < err["plain"]
+    zero = depth_sweep(inputs, aif, window_sigma_px=2.0, penalties=(0.0, 0.0))
+    frame = (0, 0, slice(0, 8))
+    torch.testing.assert_close(zero[frame], plain[frame], rtol=1e-4, atol=0.0)
+
+
+def test_default_fit_starts_textureless_regions_at_their_frames_depth() -> None:
+    """The fit's default sweep (noise-corrected, semi-global) fills the flat middle; windows alone do not."""
+    from focalstack.data.stack import FocalStack
+
+    inputs, _, diopters = _plane_with_flat_middle(noise=0.01)
+    stack = FocalStack(inputs["stack"][0].clamp(0, 1), torch.tensor(FOCUS), CAMERA, name="flat middle")
+    assert FitConfig().loss.sweep_penalties is not None
+    loss = dataclasses.replace(FitConfig().loss, linear_light=False)  # as the stack was rendered
+    start = {"iterations": 0, "scales": (1,)}
+    middle = (slice(24, -24), slice(24, -24))
+    err = {}
+    for name, penalties in (("default", loss.sweep_penalties), ("window", None)):
+        cfg = FitConfig(**start, loss=dataclasses.replace(loss, sweep_penalties=penalties))
+        depth = fit_scene(stack, cfg, progress=False).depth_m
+        err[name] = float((1 / depth[middle] - diopters).abs().mean())
+    assert err["default"] < 0.2 * SPACING < err["window"]
+
+
 def test_sweep_normalisation_keeps_per_pixel_choices() -> None:
     """Dividing each pixel's errors by a positive number changes no per-pixel minimum (no window).
 
@@ -126,7 +160,7 @@ def test_sweep_normalisation_keeps_per_pixel_choices() -> None:
 )
 def test_sweep_rejects_bad_settings(kwargs) -> None:
     inputs = _inputs(torch.rand(1, len(FOCUS), 3, 8, 8))
-    with pytest.raises(ValueError, match="candidates"):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
         depth_sweep(inputs, torch.rand(1, 3, 8, 8), **kwargs)
 
 
@@ -138,5 +172,9 @@ def test_sweep_rejects_mismatched_aif() -> None:
         LossConfig(sweep_candidates=2)
     with pytest.raises(ValueError, match="sweep_levels"):
         LossConfig(sweep_levels=0)
+    with pytest.raises(ValueError, match="sweep_penalties"):
+        LossConfig(sweep_penalties=(2.0, 1.0))
+    with pytest.raises(ValueError, match="penalties"):
+        depth_sweep(inputs, torch.rand(1, 3, 8, 8), penalties=(-1.0, 1.0))
     with pytest.raises(ValueError, match="sweep_max_pixels"):
         FitConfig(sweep_max_pixels=0)

@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 #: Margin keeping initial ``t`` off the flat ends of the sigmoid.
 _T_EPS = 0.02
 
+#: Semi-global penalties (p1, p2) of the fit's depth sweep, in units of each pixel's error contrast.
+#: Chosen on the procedural validation sets and accuracy set A's train split
+#: (``python -m benchmarks.fit_procedural``, README "per-scene fits").
+SWEEP_PENALTIES = (2.0, 64.0)
+
 
 @dataclass
 class FitConfig:
@@ -55,14 +60,17 @@ class FitConfig:
             validation sets of procedural scenes (``python -m benchmarks.fit_procedural``) improved on
             every metric with linear light, and again with the sweep initialisation.
         init: initial depth and AIF: ``"sweep"`` (the default: a focus-stacked AIF and the depth that
-            re-renders it best per pixel among ``loss.sweep_candidates`` hypotheses, in a Gaussian window
-            of ``loss.sweep_window_px``, :func:`focalstack.losses.depth_sweep`. For scenes with wide
-            textureless areas (indoor walls) ``loss.sweep_levels=3`` adds windows of 4x and 16x that
-            carry depth in from the textured edges (far better on accuracy set A's train split; worse on
-            finely structured scenes, so not the default); the fit is non-convex and keeps the basin it
-            starts in, and the sweep starts it in the right one far more often than DFF; with
-            ``estimate_blur_scale`` the blur is not known yet, so DFF is used instead), ``"dff"`` (depth
-            from focus and a focus-stacked AIF, ``focalstack.inference.baselines.dff_predict``), ``"network"``
+            re-renders it best among ``loss.sweep_candidates`` hypotheses, :func:`focalstack.losses.
+            depth_sweep`. By default its errors, summed over a Gaussian window of
+            ``loss.sweep_window_px``, are corrected for what sensor noise alone does to each hypothesis
+            (measured on a textureless stack with the input's noise level) and aggregated semi-globally
+            (``loss.sweep_penalties``), which carries depth from textured edges into textureless
+            regions such as indoor walls; ``loss.sweep_penalties=None`` keeps the windowed errors only,
+            and ``loss.sweep_levels=3`` adds windows of 4x and 16x instead. The fit is non-convex and
+            keeps the basin it starts in, and the sweep starts it in the right one far more often than
+            DFF; with ``estimate_blur_scale`` the blur is not known yet, so DFF is used instead),
+            ``"dff"`` (depth from focus and a focus-stacked AIF,
+            ``focalstack.inference.baselines.dff_predict``), ``"network"``
             (``focalstack.inference.predict.predict`` with ``checkpoint``) or ``"constant"`` (middle of the
             working range in diopters, AIF: the slice focused nearest to it).
         sweep_max_pixels: the sweep runs at a size of at most this many pixels (its cost volume holds
@@ -83,7 +91,11 @@ class FitConfig:
     min_size: int = 16
     loss: LossConfig = field(
         default_factory=lambda: LossConfig(
-            kernel_size=None, ssim_range=NOISE_TOLERANT_SSIM_RANGE, linear_light=True, sweep_candidates=32
+            kernel_size=None,
+            ssim_range=NOISE_TOLERANT_SSIM_RANGE,
+            linear_light=True,
+            sweep_candidates=32,
+            sweep_penalties=SWEEP_PENALTIES,
         )
     )
     init: Literal["sweep", "dff", "network", "constant"] = "sweep"
@@ -218,10 +230,40 @@ def _sweep_depth(full: dict[str, torch.Tensor], aif: torch.Tensor, cfg: FitConfi
         window_sigma_px=cfg.loss.sweep_window_px * size[1] / W,
         window_levels=cfg.loss.sweep_levels,
         normalise=cfg.loss.sweep_normalise,
+        penalties=cfg.loss.sweep_penalties,
+        noise_costs=None if cfg.loss.sweep_penalties is None else _noise_costs(inputs, cfg),
     )
     # upsample in normalised inverse depth, the space the candidates were spread in
     t = _resize(depth_to_t(depth, full["depth_range_m"]), (H, W))
     return t_to_depth(t, full["depth_range_m"])[0, 0]
+
+
+#: Side (pixels) of the textureless reference stack, and the border left out of its errors.
+_NOISE_SIDE, _NOISE_BORDER = 128, 8
+
+
+def _noise_costs(inputs: dict[str, torch.Tensor], cfg: FitConfig) -> torch.Tensor:
+    """Sweep errors (1, N, h, w) of a textureless stack with the input's noise, AIF by focus stacking.
+
+    The reference has the input's mean colour and estimated noise (:func:`focalstack.utils.noise.
+    noise_std`), so what the sweep sees there is only what noise does to each hypothesis.
+    """
+    from focalstack.inference.baselines import focus_stack_aif
+    from focalstack.losses.rendering import sweep_costs
+    from focalstack.utils.noise import noise_std
+
+    stack = inputs["stack"][0]  # (S, 3, H, W)
+    S, C, H, W = stack.shape
+    h, w = min(H, _NOISE_SIDE), min(W, _NOISE_SIDE)
+    g = torch.Generator(device=stack.device).manual_seed(0)
+    noise = torch.randn(S, C, h, w, generator=g, device=stack.device, dtype=stack.dtype)
+    flat = (stack.mean(dim=(0, 2, 3)).view(1, C, 1, 1) + noise_std(stack) * noise).clamp(0.0, 1.0)
+    costs = sweep_costs(
+        {**inputs, "stack": flat[None]}, focus_stack_aif(flat)[None], loss=cfg.loss,
+        candidates=cfg.loss.sweep_candidates,
+    )
+    b = _NOISE_BORDER if min(h, w) > 4 * _NOISE_BORDER else 0  # the renderer's zero padding
+    return costs[..., b : h - b, b : w - b]
 
 
 def _scale_sizes(hw: tuple[int, int], cfg: FitConfig) -> list[tuple[int, int]]:

@@ -1,5 +1,6 @@
 """Training losses (self-supervised: they see focal stacks and predictions only, never ground truth)."""
 
+from focalstack.losses.aggregation import semi_global_aggregation
 from focalstack.losses.rendering import depth_sweep, rerender
 from focalstack.losses.selfsup import (
     INPUT_KEYS,
@@ -27,4 +28,5 @@ __all__ = [
     "rerender",
     "self_supervised_losses",
     "self_supervised_losses_detailed",
+    "semi_global_aggregation",
 ]

@@ -27,6 +27,7 @@ import kornia
 import torch
 
 from focalstack.data.normalize import t_to_depth
+from focalstack.losses.aggregation import semi_global_aggregation
 from focalstack.optics import depth_to_sigma_px, render_stack
 from focalstack.utils.color import linear_to_srgb, srgb_to_linear
 
@@ -87,6 +88,52 @@ def _render_source(source: torch.Tensor, sigma_px: torch.Tensor, cfg: LossConfig
     return linear_to_srgb(render) if cfg.linear_light else render
 
 
+def sweep_costs(
+    inputs: dict[str, torch.Tensor],
+    aif: torch.Tensor,
+    *,
+    loss: LossConfig | None = None,
+    candidates: int = 32,
+    blur_scale: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """Per-pixel error of ``candidates`` fronto-parallel depth hypotheses re-rendered from ``aif``.
+
+    Args:
+        inputs: as :func:`depth_sweep`.
+        aif: (B, 3, H, W) all-in-focus estimate, sRGB in [0, 1].
+        loss: renderer options; default ``LossConfig()``.
+        candidates: number of hypotheses (>= 3), evenly spaced in normalised inverse depth ``t`` over
+            ``depth_range_m``, ``t = 0`` (far) first.
+        blur_scale: optional factor on every blur std, a scalar or (B,).
+
+    Returns:
+        (B, candidates, H, W) squared sRGB error, averaged over channels and summed over slices.
+
+    Raises:
+        ValueError: ``candidates`` < 3 or mismatched shapes.
+    """
+    stack = inputs["stack"]
+    if candidates < 3:
+        raise ValueError(f"need candidates >= 3, got {candidates}")
+    if stack.dim() != 5 or aif.dim() != 4 or tuple(aif.shape) != (stack.shape[0], *stack.shape[2:]):
+        shapes = f"{tuple(stack.shape)}, {tuple(aif.shape)}"
+        raise ValueError(f"stack must be (B, S, 3, H, W) and aif (B, 3, H, W) alike; got {shapes}")
+    if loss is None:
+        from focalstack.losses.selfsup import LossConfig
+
+        loss = LossConfig()
+    B, S, _, H, W = stack.shape
+    costs = []
+    with torch.no_grad():
+        source = _source(aif, loss)  # shared by every candidate
+        for tj in torch.linspace(0.0, 1.0, candidates, dtype=stack.dtype, device=stack.device):
+            depth = t_to_depth(tj.expand(B, 1, 1, 1), inputs["depth_range_m"])
+            sigma = blur_px(inputs, depth, blur_scale).expand(B, S, H, W).contiguous()
+            render = _render_source(source, sigma, loss)
+            costs.append((render - stack).square().mean(dim=2).sum(dim=1))
+    return torch.stack(costs, dim=1)
+
+
 def depth_sweep(
     inputs: dict[str, torch.Tensor],
     aif: torch.Tensor,
@@ -96,6 +143,8 @@ def depth_sweep(
     window_sigma_px: float = 4.0,
     window_levels: int = 1,
     normalise: bool = False,
+    penalties: tuple[float, float] | None = None,
+    noise_costs: torch.Tensor | None = None,
     blur_scale: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """Depth (metres) per pixel by testing ``candidates`` depth hypotheses through the renderer.
@@ -122,43 +171,65 @@ def depth_sweep(
             pixels count as much as strongly textured ones and, in wide windows, a strong-texture
             object does not pull its weak-texture surroundings to its own depth; pixels without texture
             (errors at the noise floor) keep little weight.
+        penalties: ``(p1, p2)``: aggregate the windowed errors semi-globally
+            (:func:`~focalstack.losses.aggregation.semi_global_aggregation`, guided by the grey AIF)
+            with penalty ``p1`` for a one-candidate step and ``p2`` for a jump. Each pixel's errors are
+            first divided by their contrast (mean minus least over the hypotheses) plus the contrast
+            that noise alone gives (from ``noise_costs``; without it, the image's median contrast), so
+            the penalties are in units of a pixel's own evidence: a weakly textured region keeps its
+            own depth next to a strongly textured object, while pixels whose contrast is at the noise
+            level take the depth of their neighbours. ``None``: no semi-global step.
+        noise_costs: (B, candidates, h, w) :func:`sweep_costs` of a textureless scene with the same
+            noise and AIF estimator (any size). Its mean per hypothesis, the error that noise alone
+            adds (an AIF estimate keeps noise, which a sharp hypothesis re-renders and a blurred one
+            smooths away, so flat regions lean towards the most blurred depths), is subtracted.
         blur_scale: optional factor on every blur std, a scalar or (B,).
 
     Returns:
         (B, 1, H, W) depth in metres inside ``depth_range_m``.
 
     Raises:
-        ValueError: ``candidates`` < 3, negative ``window_sigma_px``, ``window_levels`` < 1 or
-            mismatched shapes.
+        ValueError: ``candidates`` < 3, negative ``window_sigma_px``, ``window_levels`` < 1,
+            mismatched shapes, or penalties not ``0 <= p1 <= p2``.
     """
-    stack = inputs["stack"]
-    if candidates < 3 or window_sigma_px < 0 or window_levels < 1:
-        got = f"{candidates}, {window_sigma_px}, {window_levels}"
-        raise ValueError(f"need candidates >= 3, window_sigma_px >= 0 and window_levels >= 1, got {got}")
-    if stack.dim() != 5 or aif.dim() != 4 or tuple(aif.shape) != (stack.shape[0], *stack.shape[2:]):
-        shapes = f"{tuple(stack.shape)}, {tuple(aif.shape)}"
-        raise ValueError(f"stack must be (B, S, 3, H, W) and aif (B, 3, H, W) alike; got {shapes}")
-    if loss is None:
-        from focalstack.losses.selfsup import LossConfig
+    if window_sigma_px < 0 or window_levels < 1:
+        got = f"{window_sigma_px}, {window_levels}"
+        raise ValueError(f"need window_sigma_px >= 0 and window_levels >= 1, got {got}")
+    if penalties is not None and not 0 <= penalties[0] <= penalties[1]:
+        raise ValueError(f"penalties must be (p1, p2) with 0 <= p1 <= p2, got {penalties}")
+    cost = sweep_costs(inputs, aif, loss=loss, candidates=candidates, blur_scale=blur_scale)
+    B = cost.shape[0]
+    if noise_costs is not None:
+        if noise_costs.dim() != 4 or tuple(noise_costs.shape[:2]) != (B, candidates):
+            raise ValueError(f"noise_costs must be (B, candidates, h, w), got {tuple(noise_costs.shape)}")
+        cost = cost - noise_costs.mean(dim=(2, 3), keepdim=True)
+    if normalise:
+        floor = cost.amin(dim=1).flatten(1).median(dim=1).values.reshape(B, 1, 1, 1)
+        cost = cost / (cost.mean(dim=1, keepdim=True) + floor.clamp_min(1e-12))
+    cost = sum(_window(cost, window_sigma_px * 4**k) for k in range(window_levels))
+    if penalties is not None:
+        cost = _per_pixel_contrast(cost, window_sigma_px, noise_costs)
+        cost = semi_global_aggregation(cost, aif.mean(dim=1), *penalties)
+    best = _refine(cost)
+    return t_to_depth(best / (candidates - 1), inputs["depth_range_m"])
 
-        loss = LossConfig()
-    B, S, _, H, W = stack.shape
-    t = torch.linspace(0.0, 1.0, candidates, dtype=stack.dtype, device=stack.device)
-    costs = []
-    with torch.no_grad():
-        source = _source(aif, loss)  # shared by every candidate
-        for tj in t:
-            depth = t_to_depth(tj.expand(B, 1, 1, 1), inputs["depth_range_m"])
-            sigma = blur_px(inputs, depth, blur_scale).expand(B, S, H, W).contiguous()
-            render = _render_source(source, sigma, loss)
-            costs.append((render - stack).square().mean(dim=2).sum(dim=1))
-        cost = torch.stack(costs, dim=1)  # (B, candidates, H, W)
-        if normalise:
-            floor = cost.amin(dim=1).flatten(1).median(dim=1).values.reshape(B, 1, 1, 1)
-            cost = cost / (cost.mean(dim=1, keepdim=True) + floor.clamp_min(1e-12))
-        cost = sum(_window(cost, window_sigma_px * 4**k) for k in range(window_levels))
-        best = _refine(cost)
-        return t_to_depth(best / (candidates - 1), inputs["depth_range_m"])
+
+def _contrast(cost: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) spread of each pixel's errors: their mean minus their least."""
+    return cost.mean(dim=1, keepdim=True) - cost.amin(dim=1, keepdim=True)
+
+
+def _per_pixel_contrast(
+    cost: torch.Tensor, window_sigma_px: float, noise_costs: torch.Tensor | None
+) -> torch.Tensor:
+    """Windowed errors with each pixel's least at 0, divided by its contrast plus the noise contrast."""
+    if noise_costs is None:
+        floor = _contrast(cost)
+    else:
+        noise = noise_costs - noise_costs.mean(dim=(2, 3), keepdim=True)
+        floor = _contrast(_window(noise, window_sigma_px))
+    floor = floor.flatten(1).median(dim=1).values.clamp_min(1e-12).reshape(-1, 1, 1, 1)
+    return (cost - cost.amin(dim=1, keepdim=True)) / (_contrast(cost) + floor)
 
 
 def _window(cost: torch.Tensor, sigma_px: float) -> torch.Tensor:

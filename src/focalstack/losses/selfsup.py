@@ -76,6 +76,8 @@ class LossConfig:
             see :func:`~focalstack.losses.depth_sweep`).
         sweep_normalise: the sweep normalises each pixel's errors before aggregating (``normalise``
             of :func:`~focalstack.losses.depth_sweep`).
+        sweep_penalties: ``(p1, p2)`` of the sweep's semi-global aggregation (``penalties`` of
+            :func:`~focalstack.losses.depth_sweep`) or ``None`` for none.
     """
 
     recon_weight: float = 1e3
@@ -100,6 +102,7 @@ class LossConfig:
     sweep_window_px: float = 2.0
     sweep_levels: int = 1
     sweep_normalise: bool = False
+    sweep_penalties: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.coarse_aif not in ("hard", "soft"):
@@ -118,6 +121,9 @@ class LossConfig:
             raise ValueError(f"focus_prior_target must be 'dff' or 'sweep', got {self.focus_prior_target!r}")
         if self.sweep_candidates < 3 or self.sweep_window_px < 0 or self.sweep_levels < 1:
             raise ValueError("need sweep_candidates >= 3, sweep_window_px >= 0 and sweep_levels >= 1")
+        penalties = self.sweep_penalties
+        if penalties is not None and not 0 <= penalties[0] <= penalties[1]:
+            raise ValueError(f"sweep_penalties must be (p1, p2) with 0 <= p1 <= p2, got {penalties}")
         if self.ssim_window < 3 or self.ssim_window % 2 == 0:
             raise ValueError(f"ssim_window must be odd and >= 3, got {self.ssim_window}")
 
@@ -358,7 +364,7 @@ def self_supervised_losses_detailed(
             swept = depth_sweep(
                 inputs, aif.detach().clamp(0, 1), loss=cfg, candidates=cfg.sweep_candidates,
                 window_sigma_px=cfg.sweep_window_px, window_levels=cfg.sweep_levels,
-                normalise=cfg.sweep_normalise, blur_scale=blur_scale,
+                normalise=cfg.sweep_normalise, penalties=cfg.sweep_penalties, blur_scale=blur_scale,
             )
             target = depth_to_t(swept, inputs["depth_range_m"])
         prior = focus_prior(
