@@ -12,7 +12,8 @@ same number of minutes from the same seed, then scored without ground truth ever
 
 Variants: renderer in training (gather / scatter, both with the 7 x 7 window / ``levels``: untruncated
 Gaussian blur, so blur beyond the window still has a gradient), coarse AIF (hard / soft), focus input (normalised
-inverse depth / none: ``daifnet-attn-nofocus``), slices per stack (2, 3, 5, 10) and network width
+inverse depth / raw metres as the paper feeds it: ``daifnet-attn-metres`` / none:
+``daifnet-attn-nofocus``), slices per stack (2, 3, 5, 10) and network width
 (4, 8, 16). Short budgets measure what a recipe reaches early, not its end point; the table says so.
 
     python -m benchmarks.ablations [--minutes 3] [--only NAME ...] [--jobs 2]
@@ -51,6 +52,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "scatter": ("renderer in training", {"loss.render_mode": "scatter"}),
     "untruncated": ("renderer in training", {"loss.render_mode": "levels"}),
     "soft-coarse-aif": ("coarse AIF", {"loss.coarse_aif": "soft"}),
+    "raw-focus-metres": ("focus input", {"model.name": "daifnet-attn-metres"}),
     "no-focus-input": ("focus input", {"model.name": "daifnet-attn-nofocus"}),
     "slices-2": ("slices", {"data.num_slices": 2, "data.min_slices": 2}),
     "slices-3": ("slices", {"data.num_slices": 3, "data.min_slices": 3}),

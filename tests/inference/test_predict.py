@@ -11,7 +11,7 @@ from tests.helpers import make_stack
 class Recorder(torch.nn.Module):
     """A 'model' whose output is a known function of the input, to test tiling exactly."""
 
-    def forward(self, stack: torch.Tensor, focus_u: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, stack: torch.Tensor, focus_u: torch.Tensor, focus_m=None) -> dict[str, torch.Tensor]:
         mean = stack.mean(dim=1)
         return {"aif": mean, "t": mean[:, :1]}
 

@@ -42,7 +42,7 @@ def test_every_model_trains(name: str) -> None:
     """Forward + backward at a small size: finite outputs, every parameter gets a finite nonzero gradient."""
     net = build_model(ModelConfig(name=name, width=4, depth=2))
     stack, u = torch.rand(2, 3, 3, 20, 12), torch.rand(2, 3)
-    out = net(stack, u)
+    out = net(stack, u, focus_m=1.0 + torch.rand(2, 3))
     assert out["aif"].shape == (2, 3, 20, 12) and out["t"].shape == (2, 1, 20, 12)
     assert all(torch.isfinite(v).all() for v in out.values())
     # A loss that depends on every output pixel of both heads.

@@ -115,6 +115,7 @@ def run_tiled(
     images: torch.Tensor,
     focus_u: torch.Tensor,
     *,
+    focus_m: torch.Tensor | None = None,
     tile: int = 512,
     overlap: int = 64,
     progress: bool = False,
@@ -122,9 +123,10 @@ def run_tiled(
     """Run the model over overlapping tiles and blend.
 
     Args:
-        model: forward(stack (1, S, 3, h, w), focus_u (1, S)) -> {"aif", "t"}.
+        model: forward(stack (1, S, 3, h, w), focus_u (1, S), focus_m=) -> {"aif", "t"}.
         images: (S, 3, H, W) sRGB stack on the model's device.
         focus_u: (1, S) normalised focus.
+        focus_m: (1, S) focus distances in metres, or None when unknown.
         tile: tile size in pixels (images up to this size run in one pass).
         overlap: overlap between neighbouring tiles in pixels.
 
@@ -140,7 +142,7 @@ def run_tiled(
     boxes = [(y, x) for y in ys for x in xs]
     for y, x in tqdm(boxes, desc="tiles", disable=not progress or len(boxes) == 1):
         h, w = min(tile, H - y), min(tile, W - x)
-        out = model(images[None, :, :, y : y + h, x : x + w], focus_u)
+        out = model(images[None, :, :, y : y + h, x : x + w], focus_u, focus_m=focus_m)
         wy = _ramp(h, min(overlap, h // 2), y == 0, y + h == H)
         wx = _ramp(w, min(overlap, w // 2), x == 0, x + w == W)
         wgt = (wy[:, None] * wx[None, :]).to(images)[None]
@@ -176,8 +178,11 @@ def predict_full(
     dev = torch.device(device or "cpu")
     net = model if model is not None else load_predictor(checkpoint, dev)
     focus_u, rng, units = stack_normalisation(stack, getattr(net, "range_margin", 1.0))
+    focus_m = None if stack.focus_m is None else torch.as_tensor(stack.focus_m, dtype=torch.float32)[None]
+    focus_m = None if focus_m is None else focus_m.to(dev)
     aif, t = run_tiled(
-        net, stack.images.to(dev), focus_u.to(dev), tile=tile, overlap=overlap, progress=progress
+        net, stack.images.to(dev), focus_u.to(dev), focus_m=focus_m, tile=tile, overlap=overlap,
+        progress=progress,
     )
     aif, t = aif.cpu(), t.cpu()
     if units == "m":

@@ -69,7 +69,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 register_model("daifnet")(DAIFNet)
 register_model("daifnet-attn")(DAIFNetAttention)
-register_model("daifnet-attn-nofocus")(functools.partial(DAIFNetAttention, focus_input=False))
+register_model("daifnet-attn-nofocus")(functools.partial(DAIFNetAttention, focus_input="none"))
+register_model("daifnet-attn-metres")(functools.partial(DAIFNetAttention, focus_input="metres"))
 
 __all__ = [
     "DAIFNet",

@@ -19,6 +19,8 @@ invariance, any S, any size) is DAIF-Net's.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -43,14 +45,21 @@ class DAIFNetAttention(DAIFNet):
 
     Args:
         width, depth: as DAIF-Net.
-        focus_input: feed each slice's normalised focus ``u`` to the encoder as DAIF-Net does. With
-            False the encoder sees a constant plane instead, so slices are scored by their appearance
-            only and the focus distances enter solely through the selection ``t = sum_i w_i u_i``: the
-            network cannot learn a prior over absolute slice positions (``daifnet-attn-nofocus``).
+        focus_input: what the encoder's focus plane holds for each slice: ``"u"``, the normalised focus
+            (camera-independent, the default); ``"metres"``, the raw focus distance as the paper feeds
+            it (``daifnet-attn-metres``, the focus-normalisation ablation: the same depth then looks
+            different to the network for every camera and focus range); or ``"none"``, a constant, so
+            slices are scored by their appearance only and the focus distances enter solely through
+            the selection ``t = sum_i w_i u_i``: the network cannot learn a prior over absolute slice
+            positions (``daifnet-attn-nofocus``).
     """
 
-    def __init__(self, width: int = 16, depth: int = 4, focus_input: bool = True) -> None:
+    def __init__(
+        self, width: int = 16, depth: int = 4, focus_input: Literal["u", "metres", "none"] = "u"
+    ) -> None:
         super().__init__(width, depth)
+        if focus_input not in ("u", "metres", "none"):
+            raise ValueError(f"focus_input must be 'u', 'metres' or 'none', got {focus_input!r}")
         self.focus_input = focus_input
         ch = width
         self.score = nn.Sequential(
@@ -65,11 +74,14 @@ class DAIFNetAttention(DAIFNet):
             nn.init.zeros_(layer.bias)
         self.log_beta = nn.Parameter(torch.tensor(float(FOCUS_BETA)).log())
 
-    def forward(self, stack: torch.Tensor, focus_u: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Args: stack (B, S, 3, H, W) sRGB in [0, 1]; focus_u (B, S). Returns {"aif", "t"} as DAIF-Net."""
+    def forward(
+        self, stack: torch.Tensor, focus_u: torch.Tensor, focus_m: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Args: stack (B, S, 3, H, W) sRGB in [0, 1]; focus_u (B, S); focus_m (B, S) metres (read only
+        with ``focus_input="metres"``). Returns {"aif", "t"} as DAIF-Net."""
         _check_inputs(stack, focus_u)
         B, S, _, H, W = stack.shape
-        stem, y = self.encode_decode(stack, focus_u if self.focus_input else torch.full_like(focus_u, 0.5))
+        stem, y = self.encode_decode(stack, self._focus_plane(focus_u, focus_m))
         shared = y.repeat_interleave(S, dim=0)  # (B * S, C, H', W') decoder context for every slice
         learned = self.score(torch.cat([stem, shared], dim=1)).unflatten(0, (B, S))[:, :, 0, :H, :W]
         with torch.no_grad():
@@ -83,3 +95,14 @@ class DAIFNetAttention(DAIFNet):
         t_sel = (weights * focus_u.to(weights.dtype)[:, :, None, None]).sum(dim=1, keepdim=True)
         t = torch.sigmoid(torch.logit(t_sel.clamp(_EPS, 1 - _EPS)) + head[:, 3:])
         return {"aif": aif.clamp(0, 1), "t": t}
+
+    def _focus_plane(self, focus_u: torch.Tensor, focus_m: torch.Tensor | None) -> torch.Tensor:
+        """(B, S) value of each slice's focus plane at the encoder input."""
+        if self.focus_input == "none":
+            return torch.full_like(focus_u, 0.5)
+        if self.focus_input == "u":
+            return focus_u
+        if focus_m is None or focus_m.shape != focus_u.shape:
+            got = None if focus_m is None else tuple(focus_m.shape)
+            raise ValueError(f"focus_input='metres' needs focus_m of shape {tuple(focus_u.shape)}, got {got}")
+        return focus_m.to(focus_u.dtype)

@@ -52,12 +52,16 @@ class DAIFNet(nn.Module):
         self.up = nn.ModuleList(ConvBlock(ch[i + 1] + ch[i], ch[i]) for i in reversed(range(depth)))
         self.head = nn.Conv2d(ch[0], 4, 1)
 
-    def forward(self, stack: torch.Tensor, focus_u: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, stack: torch.Tensor, focus_u: torch.Tensor, focus_m: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Predict the all-in-focus image and normalised inverse depth.
 
         Args:
             stack: (B, S, 3, H, W) sRGB slices in [0, 1], S >= 2, any order.
             focus_u: (B, S) normalised focus of each slice (``focalstack.data.normalize.focus_to_u``).
+            focus_m: (B, S) focus distances in metres; unused here (every model takes it, so callers
+                need not know which one reads it).
 
         Returns:
             ``{"aif": (B, 3, H, W) in [0, 1], "t": (B, 1, H, W) in [0, 1]}``; ``t`` maps to metres with

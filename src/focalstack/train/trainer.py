@@ -122,7 +122,7 @@ def predict_depth(model: torch.nn.Module, inputs: dict[str, torch.Tensor], amp: 
     """Run the network on a batch's inputs and convert its output to metres.
 
     Args:
-        model: forward(stack, focus_u) -> {"aif", "t"} (docs/CONVENTIONS.md).
+        model: forward(stack, focus_u, focus_m=) -> {"aif", "t"} (docs/CONVENTIONS.md).
         inputs: ``batch["inputs"]``.
         amp: autocast dtype for the network (CUDA), or None.
 
@@ -133,7 +133,7 @@ def predict_depth(model: torch.nn.Module, inputs: dict[str, torch.Tensor], amp: 
     stack = inputs["stack"]
     ctx = torch.autocast(stack.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
     with ctx:
-        raw = model(stack, focus_u)
+        raw = model(stack, focus_u, focus_m=inputs["focus_m"])
     aif, t = raw["aif"].float(), raw["t"].float()
     return {"aif": aif, "t": t, "depth_m": t_to_depth(t, inputs["depth_range_m"])}
 
