@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -178,6 +179,12 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "accuracy")
     parser.add_argument("--reuse-runs", action="store_true", help="reuse fine-tuned checkpoints under --runs")
+    parser.add_argument(
+        "--fit-only", action="store_true",
+        help="score only the two fit rows (default, without the semi-global sweep); with --merge, the other "
+        "rows are kept from the existing --out JSON",
+    )
+    parser.add_argument("--merge", action="store_true", help="keep rows of other methods from --out (see --fit-only)")
     parser.add_argument("--out", default=str(REPO / "bench_out" / "accuracy.json"))
     parser.add_argument("--md", default=str(REPO / "docs" / "results" / "accuracy.md"))
     args = parser.parse_args()
@@ -188,14 +195,48 @@ def main() -> None:
     sets = test_sets(args.data, limit)
     loss = key_values(args.finetune_loss, "--finetune-loss")
 
+    fits = [f"fit ({fit_iters} it/scale)", "fit without the semi-global sweep"]
+    rows = []
+    for name, stacks in sets.items():
+        rows.append(score(fits[0], name, stacks, fit_predictor(fit_iters)))
+        rows.append(score(fits[1], name, stacks, fit_predictor(fit_iters, loss=WINDOW_FIT)))
+    if not args.fit_only:
+        rows += other_rows(sets, args, fit_iters, train_min, tta_min, loss)
+    methods = ["DFF + focus stacking", *fits, "diagnostic: fit started from the truth (reads GT)",
+               "shipped model", f"fine-tuned on A train ({train_min:g} min)",
+               f"test-time adaptation ({tta_min:g} min, no GT)"]
+    if args.merge:
+        rows = merged(args.out, rows, methods, settings_of(args))
+    rows.sort(key=lambda r: (r["data"], methods.index(r["method"])))
+    report(rows, args)
+
+
+def settings_of(args: argparse.Namespace) -> dict[str, str]:
+    return {k: str(v) for k, v in vars(args).items()}
+
+
+def merged(path: str, new: list[dict], methods: list[str], settings: dict[str, str]) -> list[dict]:
+    """``new`` plus the rows of ``path`` whose method is a current label not in ``new`` (same sets/scenes).
+
+    Raises:
+        SystemExit: the existing file was run with another data folder, scene limit or fit iterations.
+    """
+    old = json.loads(Path(path).read_text())
+    same = ("data", "limit", "quick", "fit_iterations")
+    if any(old["args"].get(k) != settings[k] for k in same):
+        raise SystemExit(f"--merge: {path} was run with other {', '.join(same)}")
+    done = {(r["data"], r["method"]) for r in new}
+    keep = [r for r in old["rows"] if r["method"] in methods and (r["data"], r["method"]) not in done]
+    return keep + new
+
+
+def other_rows(sets, args, fit_iters: int, train_min: float, tta_min: float, loss: dict) -> list[dict]:
+    """DFF, the diagnostic fit, the shipped model, fine-tuning on A train and test-time adaptation."""
     from focalstack.inference.baselines import dff_predict
 
     rows = []
     for name, stacks in sets.items():
         rows.append(score("DFF + focus stacking", name, stacks, dff_predict))
-        rows.append(score(f"fit ({fit_iters} it/scale)", name, stacks, fit_predictor(fit_iters)))
-        window = fit_predictor(fit_iters, loss=WINDOW_FIT)
-        rows.append(score("fit without the semi-global sweep", name, stacks, window))
         if all(s.aif is not None and s.depth_m is not None for s in stacks):
             oracle = fit_predictor(fit_iters, oracle=True)
             rows.append(score("diagnostic: fit started from the truth (reads GT)", name, stacks, oracle))
@@ -213,15 +254,18 @@ def main() -> None:
             "default", folder, args.runs / f"tta_{tag}", tta_min, 100_000, reuse=args.reuse_runs, loss=loss
         )
         rows.append(score(f"test-time adaptation ({tta_min:g} min, no GT)", name, stacks, network(tta)))
+    return rows
 
+
+def report(rows: list[dict], args: argparse.Namespace) -> None:
+    """Print and save the table (JSON and markdown)."""
     cols = ["data", "method", "scenes", "delta1", "absrel", "error_slices", "aif_psnr", "s_per_scene"]
-    rows.sort(key=lambda r: r["data"])
     table = markdown_table(rows, cols)
     targets = (
         "Targets on A: delta1 >= 0.95, AbsRel <= 0.10, error <= 0.15 slices, AIF PSNR >= DFF + 1 dB; "
         "on B: error <= 0.15 slices."
     )
-    settings = {k: str(v) for k, v in vars(args).items()}
+    settings = settings_of(args)
     save(
         args.out,
         args.md,
