@@ -223,13 +223,14 @@ def _per_pixel_contrast(
     cost: torch.Tensor, window_sigma_px: float, noise_costs: torch.Tensor | None
 ) -> torch.Tensor:
     """Windowed errors with each pixel's least at 0, divided by its contrast plus the noise contrast."""
+    contrast = _contrast(cost)
     if noise_costs is None:
-        floor = _contrast(cost)
+        floor = contrast
     else:
         noise = noise_costs - noise_costs.mean(dim=(2, 3), keepdim=True)
         floor = _contrast(_window(noise, window_sigma_px))
     floor = floor.flatten(1).median(dim=1).values.clamp_min(1e-12).reshape(-1, 1, 1, 1)
-    return (cost - cost.amin(dim=1, keepdim=True)) / (_contrast(cost) + floor)
+    return (cost - cost.amin(dim=1, keepdim=True)) / (contrast + floor)
 
 
 def _window(cost: torch.Tensor, sigma_px: float) -> torch.Tensor:
