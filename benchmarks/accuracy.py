@@ -114,23 +114,25 @@ def network(checkpoint: str | Path | None) -> Predictor:
     return lambda stack: predict(stack, model=model)
 
 
-#: LossConfig changes of the fit row without the semi-global step: the sweep keeps its windowed errors
-#: (the default before the semi-global sweep; the ablation of that step).
-WINDOW_FIT = {"sweep_penalties": None}
+#: Changes of the fit's ablation rows: the Gaussian PSF always (the default before the PSF choice) and,
+#: in addition, the sweep's windowed errors only (the default before the semi-global sweep).
+GAUSSIAN_FIT = {"psf": "gaussian"}
+WINDOW_FIT = {"sweep_penalties": None, **GAUSSIAN_FIT}
+ORACLE = "diagnostic: fit started from the truth (reads GT)"
 
 
-def fit_predictor(iterations: int, oracle: bool = False, loss: dict | None = None) -> Predictor:
+def fit_predictor(iterations: int, oracle: bool = False, changes: dict | None = None) -> Predictor:
     """Per-scene fit with the default settings (linear-light re-rendering, sweep init).
 
     ``oracle`` starts it from the true depth and AIF instead: a diagnostic, not a method (it reads
     ground truth). Where the fit then ends shows what the objective itself allows; the gap between it
-    and the normal fit is what the initialisation / optimisation costs. ``loss`` changes fields of the
-    fit's LossConfig.
+    and the normal fit is what the initialisation / optimisation costs. ``changes``: FitConfig ``init``
+    / ``psf`` and LossConfig fields (``benchmarks.fit_procedural.fit_config``).
     """
     from benchmarks.fit_procedural import fit_config
     from focalstack.inference.fit import fit_scene
 
-    cfg = fit_config(iterations, loss or {})
+    cfg = fit_config(iterations, changes or {})
 
     def run(stack: FocalStack) -> tuple[torch.Tensor, torch.Tensor]:
         init = {}
@@ -181,8 +183,8 @@ def main() -> None:
     parser.add_argument("--reuse-runs", action="store_true", help="reuse fine-tuned checkpoints under --runs")
     parser.add_argument(
         "--fit-only", action="store_true",
-        help="score only the two fit rows (default, without the semi-global sweep); with --merge, the other "
-        "rows are kept from the existing --out JSON",
+        help="score only the fit rows (the default, its two ablations, the diagnostic from the truth); with "
+        "--merge, the other rows are kept from the existing --out JSON",
     )
     parser.add_argument("--merge", action="store_true", help="keep rows of other methods from --out (see --fit-only)")
     parser.add_argument("--out", default=str(REPO / "bench_out" / "accuracy.json"))
@@ -195,14 +197,18 @@ def main() -> None:
     sets = test_sets(args.data, limit)
     loss = key_values(args.finetune_loss, "--finetune-loss")
 
-    fits = [f"fit ({fit_iters} it/scale)", "fit without the semi-global sweep"]
+    fits = [f"fit ({fit_iters} it/scale)", "fit with the Gaussian PSF", "fit with the Gaussian PSF, "
+            "without the semi-global sweep"]
     rows = []
     for name, stacks in sets.items():
         rows.append(score(fits[0], name, stacks, fit_predictor(fit_iters)))
-        rows.append(score(fits[1], name, stacks, fit_predictor(fit_iters, loss=WINDOW_FIT)))
+        rows.append(score(fits[1], name, stacks, fit_predictor(fit_iters, changes=GAUSSIAN_FIT)))
+        rows.append(score(fits[2], name, stacks, fit_predictor(fit_iters, changes=WINDOW_FIT)))
+        if all(s.aif is not None and s.depth_m is not None for s in stacks):
+            rows.append(score(ORACLE, name, stacks, fit_predictor(fit_iters, oracle=True)))
     if not args.fit_only:
-        rows += other_rows(sets, args, fit_iters, train_min, tta_min, loss)
-    methods = ["DFF + focus stacking", *fits, "diagnostic: fit started from the truth (reads GT)",
+        rows += other_rows(sets, args, train_min, tta_min, loss)
+    methods = ["DFF + focus stacking", *fits, ORACLE,
                "shipped model", f"fine-tuned on A train ({train_min:g} min)",
                f"test-time adaptation ({tta_min:g} min, no GT)"]
     if args.merge:
@@ -230,16 +236,13 @@ def merged(path: str, new: list[dict], methods: list[str], settings: dict[str, s
     return keep + new
 
 
-def other_rows(sets, args, fit_iters: int, train_min: float, tta_min: float, loss: dict) -> list[dict]:
-    """DFF, the diagnostic fit, the shipped model, fine-tuning on A train and test-time adaptation."""
+def other_rows(sets, args, train_min: float, tta_min: float, loss: dict) -> list[dict]:
+    """DFF, the shipped model, fine-tuning on A train and test-time adaptation."""
     from focalstack.inference.baselines import dff_predict
 
     rows = []
     for name, stacks in sets.items():
         rows.append(score("DFF + focus stacking", name, stacks, dff_predict))
-        if all(s.aif is not None and s.depth_m is not None for s in stacks):
-            oracle = fit_predictor(fit_iters, oracle=True)
-            rows.append(score("diagnostic: fit started from the truth (reads GT)", name, stacks, oracle))
         rows.append(score("shipped model", name, stacks, network(None)))
     trained = finetune(
         "default", args.data / "A_train", args.runs / "train_A", train_min, 100_000, reuse=args.reuse_runs,

@@ -27,8 +27,14 @@ def _single_thread():
     torch.set_num_threads(threads)
 
 
-def synthetic_stack(size: int = 32, blur_scale: float = 1.0, camera: ThinLens | None = CAMERA) -> FocalStack:
-    """Multi-scale texture on a slanted plane with a disc in front (0.3 - 0.95 diopters), blur 0 - 2.4 px."""
+def synthetic_stack(
+    size: int = 32, blur_scale: float = 1.0, camera: ThinLens | None = CAMERA, psf: str | None = None
+) -> FocalStack:
+    """Multi-scale texture on a slanted plane with a disc in front (0.3 - 0.95 diopters), blur 0 - 2.4 px.
+
+    Rendered with ``psf`` (default: the Gaussian).
+    """
+    psf = psf or "gaussian"
     g = torch.Generator().manual_seed(0)
     aif = sum(
         F.interpolate(
@@ -44,7 +50,8 @@ def synthetic_stack(size: int = 32, blur_scale: float = 1.0, camera: ThinLens | 
         depth, torch.tensor([FOCUS]), CAMERA.focal_length_m, CAMERA.f_number, CAMERA.pixel_size_m
     )
     # blurred in linear light, as real optics (and the fit's default renderer) do
-    images = linear_to_srgb(render_stack(srgb_to_linear(aif), sigma * blur_scale, kernel_size=None))[0]
+    linear = render_stack(srgb_to_linear(aif), sigma * blur_scale, kernel_size=None, psf=psf)
+    images = linear_to_srgb(linear)[0]
     return FocalStack(images, torch.tensor(FOCUS), camera, depth_m=depth[0, 0], aif=aif[0], name="synthetic")
 
 
@@ -56,9 +63,11 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
 
 
-def test_fit_recovers_depth_and_aif() -> None:
-    stack = synthetic_stack()
+@pytest.mark.parametrize("psf", ["disc", "gaussian"])
+def test_fit_recovers_depth_and_aif(psf: str) -> None:
+    stack = synthetic_stack(psf=psf)
     result = fit_scene(stack, FitConfig(init="constant", scales=(2, 1), iterations=40), progress=False)
+    assert result.psf == psf  # chosen from the stack ("auto")
     assert result.depth_m.shape == (32, 32) and result.aif.shape == (3, 32, 32)
     assert result.rerendered.shape == stack.images.shape and result.blur_scale == 1.0
     constant = torch.full_like(stack.depth_m, float(stack.depth_m.median()))
@@ -157,6 +166,7 @@ def test_fit_command_writes_outputs(tmp_path: Path) -> None:
     assert {"depth.npy", "aif.png", "depth_color.png", "prediction.json"} <= {p.name for p in out.iterdir()}
     info = json.loads((out / "prediction.json").read_text())
     assert info["method"] == "fit" and info["blur_scale"] == 1.0 and info["depth_units"] == "m"
+    assert info["psf"] in ("disc", "gaussian") and info["fit_config"]["psf"] == "auto"
     assert not (tmp_path / "out" / "b").exists()
 
 

@@ -9,7 +9,7 @@ import torch
 
 from focalstack.data.normalize import working_range_m
 from focalstack.inference.fit import FitConfig, fit_scene
-from focalstack.losses import LossConfig, depth_sweep, rerender
+from focalstack.losses import LossConfig, depth_sweep, rerender, select_psf
 from focalstack.losses.rendering import blur_px
 from tests.inference.test_fit import CAMERA, FOCUS, diopter_error, synthetic_stack
 
@@ -52,7 +52,7 @@ def test_sweep_follows_a_slanted_scene_with_an_estimated_aif() -> None:
     """
     from focalstack.inference.baselines import dff_depth, focus_stack_aif
 
-    stack = synthetic_stack(size=64)
+    stack = synthetic_stack(size=64, psf="gaussian")
     inputs = _inputs(stack.images[None])
     aif = focus_stack_aif(stack)[None]
     loss = LossConfig(kernel_size=None, linear_light=True)  # as the stack was rendered
@@ -134,7 +134,7 @@ def test_default_fit_starts_textureless_regions_at_their_frames_depth() -> None:
     middle = (slice(24, -24), slice(24, -24))
     err = {}
     for name, penalties in (("default", loss.sweep_penalties), ("window", None)):
-        cfg = FitConfig(**start, loss=dataclasses.replace(loss, sweep_penalties=penalties))
+        cfg = FitConfig(**start, psf="gaussian", loss=dataclasses.replace(loss, sweep_penalties=penalties))
         depth = fit_scene(stack, cfg, progress=False).depth_m
         err[name] = float((1 / depth[middle] - diopters).abs().mean())
     assert err["default"] < 0.2 * SPACING < err["window"]
@@ -178,3 +178,24 @@ def test_sweep_rejects_mismatched_aif() -> None:
         depth_sweep(inputs, torch.rand(1, 3, 8, 8), penalties=(-1.0, 1.0))
     with pytest.raises(ValueError, match="sweep_max_pixels"):
         FitConfig(sweep_max_pixels=0)
+    with pytest.raises(ValueError, match="psf"):
+        FitConfig(psf="box")
+    with pytest.raises(ValueError, match="border"):
+        select_psf(inputs, torch.rand(1, 3, 8, 8), border=-1)
+    with pytest.raises(ValueError, match="aif"):
+        select_psf(inputs, torch.rand(1, 3, 8, 9))
+
+
+@pytest.mark.parametrize("psf", ["disc", "gaussian"])
+def test_select_psf_tells_the_psf_a_stack_was_made_with(psf: str) -> None:
+    """From focus stacking's AIF (not the truth), whichever PSF rendered the stack re-renders it better."""
+    from focalstack.inference.baselines import focus_stack_aif
+
+    stack = synthetic_stack(size=48, psf=psf)
+    inputs, aif = _inputs(stack.images[None]), focus_stack_aif(stack)[None]
+    loss = LossConfig(kernel_size=None, linear_light=True)  # as the stack was rendered
+    chosen, errors = select_psf(inputs, aif, loss=loss)
+    assert chosen == psf and set(errors) == {"disc", "gaussian"}
+    assert errors[psf] < 0.95 * errors[({"disc", "gaussian"} - {psf}).pop()]
+    # the loss's own psf is not used
+    assert select_psf(inputs, aif, loss=dataclasses.replace(loss, psf="disc")) == (chosen, errors)

@@ -94,6 +94,7 @@ class FitCommand:
             "seconds": seconds,
             "aligned": self.align,
             "blur_scale": result.blur_scale,
+            "psf": result.psf,
             "fit_camera": result.camera.to_dict(),
             "fit_config": dataclasses.asdict(cfg),
             "final_loss": result.history[-1] if result.history else None,

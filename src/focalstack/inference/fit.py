@@ -10,6 +10,7 @@ blurs and converge on large images.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -53,7 +54,8 @@ class FitConfig:
         min_size: scales whose shorter image side would fall below this many pixels are skipped.
         loss: loss weights and renderer options (the training losses). The default renderer window is
             sized to the largest blur (``kernel_size=None``, up to 31 px) instead of training's 7 x 7: a
-            truncated PSF cannot explain large blur, and the AIF then absorbs the error. SSIM uses the
+            truncated PSF cannot explain large blur, and the AIF then absorbs the error. Its ``psf`` is
+            replaced by the one ``psf`` resolves to. SSIM uses the
             noise-tolerant range (``NOISE_TOLERANT_SSIM_RANGE``), as the shipped recipe: with standard
             SSIM, sensor noise pulls the fitted depth onto the slices' focus distances. The stack is
             re-rendered in linear light (``linear_light``), as real optics blur. Per-scene fits of three
@@ -83,6 +85,15 @@ class FitConfig:
             point at the nearest focus distance gets in the farthest-focused slice.
         margin: working-range margin in slice spacings (``focalstack.data.normalize.working_range_m``);
             depth is bounded to that range (a scene.json ``depth_range_m`` is not used).
+        psf: the renderer's point-spread function: ``"disc"`` (the geometric-optics blur of a circular
+            aperture), ``"gaussian"`` (the network's training renderer, the paper's model) or
+            ``"auto"`` (the default): the one that re-renders the stack better from a focus-stacked AIF,
+            :func:`focalstack.losses.select_psf`. With ``estimate_blur_scale`` the blur is not known
+            yet, and ``"auto"`` keeps the Gaussian, with which blind fits were validated. On the
+            procedural validation sets (half of their scenes rendered with each PSF) and accuracy set
+            A's train split the disc alone already beat the Gaussian on AbsRel
+            (``python -m benchmarks.fit_procedural``); the choice keeps the Gaussian where a stack
+            was made with it.
     """
 
     iterations: int = 200
@@ -104,10 +115,13 @@ class FitConfig:
     estimate_blur_scale: bool = False
     nominal_span_sigma_px: float = NOMINAL_SPAN_SIGMA_PX
     margin: float = 1.0
+    psf: Literal["auto", "disc", "gaussian"] = "auto"
 
     def __post_init__(self) -> None:
         if self.init not in ("sweep", "dff", "network", "constant"):
             raise ValueError(f"init must be 'sweep', 'dff', 'network' or 'constant', got {self.init!r}")
+        if self.psf not in ("auto", "disc", "gaussian"):
+            raise ValueError(f"psf must be 'auto', 'disc' or 'gaussian', got {self.psf!r}")
         if self.sweep_max_pixels < 1:
             raise ValueError(f"sweep_max_pixels must be >= 1, got {self.sweep_max_pixels}")
         if self.iterations < 0 or self.lr <= 0:
@@ -127,6 +141,7 @@ class FitResult:
         aif: (3, H, W) all-in-focus image, sRGB in [0, 1].
         blur_scale: fitted factor on every blur std (1.0 unless estimated).
         camera: the camera the blur was computed with (possibly completed with nominal values).
+        psf: the PSF the stack was re-rendered with (``FitConfig.psf``, resolved).
         rerendered: (S, 3, H, W) the slices re-rendered from the result (with ``blur_scale``).
         history: one dict per step: ``width`` (pixels at that scale), ``step``, ``blur_scale`` and the
             weighted loss terms.
@@ -136,6 +151,7 @@ class FitResult:
     aif: torch.Tensor
     blur_scale: float
     camera: ThinLens
+    psf: str
     rerendered: torch.Tensor
     history: list[dict[str, float]]
 
@@ -207,6 +223,30 @@ def _initial_depth_aif(
     return predict(stack, checkpoint=cfg.checkpoint, device=device)
 
 
+def _resolve_psf(stack: FocalStack, cfg: FitConfig, full: dict[str, torch.Tensor]) -> str:
+    """``cfg.psf``, or for ``"auto"`` the PSF :func:`~focalstack.losses.select_psf` picks (at sweep size)."""
+    if cfg.psf != "auto":
+        return cfg.psf
+    if cfg.estimate_blur_scale:
+        return "gaussian"
+    from focalstack.inference.baselines import focus_stack_aif
+    from focalstack.losses import select_psf
+
+    aif = focus_stack_aif(stack).to(full["stack"].device, torch.float32)
+    size = _sweep_size(aif.shape[-2:], cfg)
+    psf, _ = select_psf(
+        _inputs_at(full, size), _resize(aif[None], size), loss=cfg.loss, candidates=cfg.loss.sweep_candidates
+    )
+    return psf
+
+
+def _sweep_size(hw: tuple[int, int], cfg: FitConfig) -> tuple[int, int]:
+    """The size (h, w) the sweep runs at: at most ``cfg.sweep_max_pixels``."""
+    H, W = hw
+    factor = max(1.0, (H * W / cfg.sweep_max_pixels) ** 0.5)
+    return max(1, round(H / factor)), max(1, round(W / factor))
+
+
 def _inputs_at(full: dict[str, torch.Tensor], size: tuple[int, int]) -> dict[str, torch.Tensor]:
     """The full-resolution inputs resized to ``size``; the pixel pitch grows with the downsampling."""
     inputs = {**full, "stack": _resize(full["stack"][0], size)[None]}
@@ -219,8 +259,7 @@ def _sweep_depth(full: dict[str, torch.Tensor], aif: torch.Tensor, cfg: FitConfi
     from focalstack.losses import depth_sweep
 
     H, W = aif.shape[-2:]
-    factor = max(1.0, (H * W / cfg.sweep_max_pixels) ** 0.5)
-    size = (max(1, round(H / factor)), max(1, round(W / factor)))
+    size = _sweep_size((H, W), cfg)
     inputs = _inputs_at(full, size)
     depth = depth_sweep(
         inputs,
@@ -311,6 +350,7 @@ def fit_scene(
     # The working range, as the network uses: a scene.json depth_range_m may be ground truth.
     depth_range = working_range_m(focus[None], cfg.margin).to(device)
     full = _inputs(stack.images.to(device, torch.float32), focus.to(device)[None], camera, depth_range)
+    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, psf=_resolve_psf(stack, cfg, full)))
     if init_depth_m is None:
         init_depth_m, init_aif_from_cfg = _initial_depth_aif(stack, cfg, device, full)
         init_aif = init_aif_from_cfg if init_aif is None else init_aif
@@ -348,6 +388,7 @@ def fit_scene(
         aif=outputs["aif"][0].cpu(),
         blur_scale=log_scale.exp().item(),
         camera=camera,
+        psf=cfg.loss.psf,
         rerendered=final.render[0].cpu(),
         history=history,
     )

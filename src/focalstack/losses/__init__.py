@@ -1,7 +1,7 @@
 """Training losses (self-supervised: they see focal stacks and predictions only, never ground truth)."""
 
 from focalstack.losses.aggregation import semi_global_aggregation
-from focalstack.losses.rendering import depth_sweep, rerender
+from focalstack.losses.rendering import depth_sweep, rerender, select_psf
 from focalstack.losses.selfsup import (
     INPUT_KEYS,
     NOISE_TOLERANT_SSIM_RANGE,
@@ -26,6 +26,7 @@ __all__ = [
     "log_sharpness_loss",
     "photometric_loss",
     "rerender",
+    "select_psf",
     "self_supervised_losses",
     "self_supervised_losses_detailed",
     "semi_global_aggregation",

@@ -20,6 +20,7 @@ where no slice is sharp the sweep leans towards the nearest focus distance, whic
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING
 
@@ -132,6 +133,55 @@ def sweep_costs(
             render = _render_source(source, sigma, loss)
             costs.append((render - stack).square().mean(dim=2).sum(dim=1))
     return torch.stack(costs, dim=1)
+
+
+#: The PSFs :func:`select_psf` chooses between, in the order that wins a tie.
+PSF_CHOICES = ("disc", "gaussian")
+
+
+def select_psf(
+    inputs: dict[str, torch.Tensor],
+    aif: torch.Tensor,
+    *,
+    loss: LossConfig | None = None,
+    candidates: int = 32,
+    border: int = 8,
+) -> tuple[str, dict[str, float]]:
+    """The PSF model that re-renders a stack better: each pixel's best depth hypothesis, per PSF.
+
+    For each PSF of :data:`PSF_CHOICES` it takes every pixel's least :func:`sweep_costs` error over the
+    hypotheses (no window: a window mixes depths, which favours the smoother Gaussian) and their median
+    over the pixels (robust to occlusion edges and holes); the lower median wins. Both models have the
+    same unknowns (one depth per pixel), so the comparison is fair. Stacks made with a disc and with a
+    Gaussian PSF are told apart (``python -m benchmarks.psf_choice``).
+
+    Args:
+        inputs: as :func:`depth_sweep`.
+        aif: (B, 3, H, W) all-in-focus estimate, sRGB in [0, 1] (e.g. focus stacking).
+        loss: the other renderer options (its ``psf`` is ignored); default ``LossConfig()``.
+        candidates: number of depth hypotheses (>= 3).
+        border: pixels left out at every image edge (the renderer pads there); 0 when the image is
+            smaller than ``4 * border``.
+
+    Returns:
+        The chosen PSF name and each PSF's median least error (squared sRGB, summed over slices).
+
+    Raises:
+        ValueError: as :func:`sweep_costs`, or a negative ``border``.
+    """
+    if border < 0:
+        raise ValueError(f"border must be >= 0, got {border}")
+    if loss is None:
+        from focalstack.losses.selfsup import LossConfig
+
+        loss = LossConfig()
+    H, W = aif.shape[-2:]
+    b = border if min(H, W) > 4 * border else 0
+    errors = {}
+    for psf in PSF_CHOICES:
+        cost = sweep_costs(inputs, aif, loss=dataclasses.replace(loss, psf=psf), candidates=candidates)
+        errors[psf] = cost.amin(dim=1)[..., b : H - b, b : W - b].median().item()
+    return min(PSF_CHOICES, key=errors.__getitem__), errors
 
 
 def depth_sweep(
