@@ -3,9 +3,9 @@
 For the first ``--scenes`` test scenes of A it predicts depth with classical DFF, the default per-scene
 ``fit``, the fit with the Gaussian PSF and without the semi-global sweep (an older default) and the
 shipped model, ranks the scenes by the error (slices) of the best of them, and draws the two best and
-two worst scenes: first slice, ground truth, every method, and the best method's error. All depth maps of one scene share one colour scale (inverse
-depth, the ground truth's 2-98 % range; near = warm); the error map is |1/d - 1/g| in slice spacings,
-0 (black) to 1 (white).
+two worst scenes: first slice, ground truth, every method, and the best method's error. All depth
+maps of one scene share one colour scale (inverse depth, the ground truth's 2-98 % range; near =
+warm); the error map is |1/d - 1/g| in slice spacings, 0 (black) to 1 (white).
 
     python -m benchmarks.accuracy_figures [--scenes 6] [--fit-iterations 30]
 
