@@ -1,9 +1,9 @@
 """``make bench``: rerun every benchmark and refresh the README tables (about 3.5 h on 2 CPU cores).
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
-shipped recipe without its focus prior), shipped weights, per-scene fits on procedural scenes, accuracy
-protocol (renders its data first when missing) and its figures, ablations, held-out-slice evaluation on real stacks,
-README gallery, README splice. Seeds are fixed in each script.
+shipped recipe without its focus prior), shipped weights, per-scene fits on procedural scenes, the
+fit's PSF choice, accuracy protocol (renders its data first when missing) and its figures, ablations,
+held-out-slice evaluation on real stacks, README gallery, README splice. Seeds are fixed in each script.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ STEPS = [
     ],
     ["-m", "benchmarks.shipped_procedural"],
     ["-m", "benchmarks.fit_procedural"],
+    ["-m", "benchmarks.psf_choice"],
     ["scripts/make_accuracy_data.py"],
     # the settings of the README's accuracy table (all 20 test scenes per set; about 65 min)
     ["-m", "benchmarks.accuracy", "--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"],
