@@ -55,9 +55,9 @@ class FitConfig:
         loss: loss weights and renderer options (the training losses). The default renderer window is
             sized to the largest blur (``kernel_size=None``, up to 31 px) instead of training's 7 x 7: a
             truncated PSF cannot explain large blur, and the AIF then absorbs the error. Its ``psf`` is
-            replaced by the one ``psf`` resolves to. SSIM uses the
-            noise-tolerant range (``NOISE_TOLERANT_SSIM_RANGE``), as the shipped recipe: with standard
-            SSIM, sensor noise pulls the fitted depth onto the slices' focus distances. The stack is
+            not used: ``psf`` below decides. SSIM uses the noise-tolerant range
+            (``NOISE_TOLERANT_SSIM_RANGE``), as the shipped recipe: with standard SSIM, sensor noise
+            pulls the fitted depth onto the slices' focus distances. The stack is
             re-rendered in linear light (``linear_light``), as real optics blur. Per-scene fits of three
             validation sets of procedural scenes (``python -m benchmarks.fit_procedural``) improved on
             every metric with linear light, and again with the sweep initialisation.
