@@ -134,3 +134,23 @@ def test_bad_input() -> None:
                       progress=False)
     with pytest.raises(ValueError, match="no scene folder"):
         holdout_eval(Path(__file__).parent)
+
+
+def test_fit_renders_with_the_holdout_psf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fit`` is scored through the renderer it fitted with: the holdout's PSF, unless overridden."""
+    import types
+
+    import focalstack.inference.fit as fit_module
+
+    seen = []
+
+    def fake_fit(stack, cfg, progress=True, device=None):
+        seen.append(cfg.psf)
+        depth = torch.full(stack.images.shape[-2:], 0.75)
+        return types.SimpleNamespace(depth_m=depth, aif=stack.images.mean(dim=0))
+
+    monkeypatch.setattr(fit_module, "fit_scene", fake_fit)
+    for kwargs, expected in (({}, "disc"), ({"fit_kwargs": {"psf": "gaussian"}}, "gaussian")):
+        cfg = HoldoutConfig(methods=("fit",), slices=(2,), kernel_size=K, psf="disc", **kwargs)
+        holdout_stack(_scene(), cfg, progress=False)
+        assert seen[-1] == expected

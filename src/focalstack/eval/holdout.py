@@ -57,7 +57,9 @@ class HoldoutConfig:
             complete camera) or "camera" (never; needs a complete camera).
         checkpoint: weights for ``network`` / ``fit`` initialisation (None: the shipped default).
         device: torch device for ``network`` and ``fit``.
-        fit_kwargs: ``FitConfig`` overrides for ``fit`` (e.g. ``{"iterations": 100}``).
+        fit_kwargs: ``FitConfig`` overrides for ``fit`` (e.g. ``{"iterations": 100}``). ``fit`` renders
+            with ``psf`` (not its own per-stack choice) unless ``fit_kwargs`` sets ``psf``, so that the
+            depth it fits is scored through the renderer it was fitted with.
         dff_window: focus-measure window of ``dff`` in pixels.
         align: register all slices to the middle one first (``focalstack.data.align``; geometric only,
             it crops to the common region) -- for hand-held stacks and focus breathing.
@@ -189,7 +191,7 @@ def _predictor(method: str, cfg: HoldoutConfig) -> Callable[[Any], tuple[torch.T
         from focalstack.inference.fit import FitConfig, fit_scene
 
         def run_fit(s: Any) -> tuple[torch.Tensor, torch.Tensor]:
-            fit_cfg = FitConfig(**{"estimate_blur_scale": s.camera is None, **cfg.fit_kwargs})
+            fit_cfg = FitConfig(**{"estimate_blur_scale": s.camera is None, "psf": cfg.psf, **cfg.fit_kwargs})
             r = fit_scene(s, fit_cfg, progress=False, device=cfg.device)
             return r.depth_m, r.aif
 
