@@ -199,3 +199,16 @@ def test_select_psf_tells_the_psf_a_stack_was_made_with(psf: str) -> None:
     assert errors[psf] < 0.95 * errors[({"disc", "gaussian"} - {psf}).pop()]
     # the loss's own psf is not used
     assert select_psf(inputs, aif, loss=dataclasses.replace(loss, psf="disc")) == (chosen, errors)
+
+
+def test_sweep_reuses_given_costs() -> None:
+    """Precomputed costs (as the fit's PSF choice hands on) give the same depth; wrong shapes are refused."""
+    from focalstack.losses.rendering import sweep_costs
+
+    inputs, aif, _ = _plane_with_flat_middle(noise=0.01)
+    costs = sweep_costs(inputs, aif, candidates=16)
+    kwargs = {"candidates": 16, "penalties": (2.0, 64.0)}
+    given = depth_sweep(inputs, aif, costs=costs, **kwargs)
+    torch.testing.assert_close(given, depth_sweep(inputs, aif, **kwargs))
+    with pytest.raises(ValueError, match="costs"):
+        depth_sweep(inputs, aif, costs=costs[:, :8], **kwargs)

@@ -204,16 +204,23 @@ def _logit(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
 
 
 def _initial_depth_aif(
-    stack: FocalStack, cfg: FitConfig, device: torch.device, full: dict[str, torch.Tensor]
+    stack: FocalStack,
+    cfg: FitConfig,
+    device: torch.device,
+    full: dict[str, torch.Tensor],
+    stacked: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Depth (H, W) / AIF (3, H, W) from the configured initialiser; ``None`` depth means constant."""
+    """Depth (H, W) / AIF (3, H, W) from the configured initialiser; ``None`` depth means constant.
+
+    ``stacked``: the focus-stacked AIF and its sweep costs with ``cfg.loss``, if the PSF choice made them.
+    """
     if cfg.init == "constant":
         return None, None
     if cfg.init == "sweep" and not cfg.estimate_blur_scale:
         from focalstack.inference.baselines import focus_stack_aif
 
-        aif = focus_stack_aif(stack).to(device, torch.float32)
-        return _sweep_depth(full, aif, cfg), aif
+        aif, costs = stacked or (focus_stack_aif(stack).to(device, torch.float32), None)
+        return _sweep_depth(full, aif, cfg, costs), aif
     if cfg.init in ("dff", "sweep"):
         from focalstack.inference.baselines import dff_predict
 
@@ -223,21 +230,29 @@ def _initial_depth_aif(
     return predict(stack, checkpoint=cfg.checkpoint, device=device)
 
 
-def _resolve_psf(stack: FocalStack, cfg: FitConfig, full: dict[str, torch.Tensor]) -> str:
-    """``cfg.psf``, or for ``"auto"`` the PSF :func:`~focalstack.losses.select_psf` picks (at sweep size)."""
+def _resolve_psf(
+    stack: FocalStack, cfg: FitConfig, full: dict[str, torch.Tensor]
+) -> tuple[str, tuple[torch.Tensor, torch.Tensor] | None]:
+    """``cfg.psf``, or for ``"auto"`` the one :func:`~focalstack.losses.least_error_psf` picks at sweep size.
+
+    Returns:
+        The PSF and, when ``"auto"`` rendered them, the focus-stacked AIF (3, H, W) and the chosen PSF's
+        sweep costs (1, N, h, w), which the sweep then reuses.
+    """
     if cfg.psf != "auto":
-        return cfg.psf
+        return cfg.psf, None
     if cfg.estimate_blur_scale:
-        return "gaussian"
+        return "gaussian", None
     from focalstack.inference.baselines import focus_stack_aif
-    from focalstack.losses import select_psf
+    from focalstack.losses.rendering import least_error_psf, sweep_costs_per_psf
 
     aif = focus_stack_aif(stack).to(full["stack"].device, torch.float32)
     size = _sweep_size(aif.shape[-2:], cfg)
-    psf, _ = select_psf(
+    costs = sweep_costs_per_psf(
         _inputs_at(full, size), _resize(aif[None], size), loss=cfg.loss, candidates=cfg.loss.sweep_candidates
     )
-    return psf
+    psf, _ = least_error_psf(costs)
+    return psf, (aif, costs[psf])
 
 
 def _sweep_size(hw: tuple[int, int], cfg: FitConfig) -> tuple[int, int]:
@@ -254,8 +269,13 @@ def _inputs_at(full: dict[str, torch.Tensor], size: tuple[int, int]) -> dict[str
     return inputs
 
 
-def _sweep_depth(full: dict[str, torch.Tensor], aif: torch.Tensor, cfg: FitConfig) -> torch.Tensor:
-    """(H, W) depth of :func:`~focalstack.losses.depth_sweep`, run at most ``sweep_max_pixels``."""
+def _sweep_depth(
+    full: dict[str, torch.Tensor], aif: torch.Tensor, cfg: FitConfig, costs: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(H, W) depth of :func:`~focalstack.losses.depth_sweep`, run at most ``sweep_max_pixels``.
+
+    ``costs``: its sweep costs at that size, if already computed.
+    """
     from focalstack.losses import depth_sweep
 
     H, W = aif.shape[-2:]
@@ -271,6 +291,7 @@ def _sweep_depth(full: dict[str, torch.Tensor], aif: torch.Tensor, cfg: FitConfi
         normalise=cfg.loss.sweep_normalise,
         penalties=cfg.loss.sweep_penalties,
         noise_costs=None if cfg.loss.sweep_penalties is None else _noise_costs(inputs, cfg),
+        costs=costs,
     )
     # upsample in normalised inverse depth, the space the candidates were spread in
     t = _resize(depth_to_t(depth, full["depth_range_m"]), (H, W))
@@ -350,9 +371,10 @@ def fit_scene(
     # The working range, as the network uses: a scene.json depth_range_m may be ground truth.
     depth_range = working_range_m(focus[None], cfg.margin).to(device)
     full = _inputs(stack.images.to(device, torch.float32), focus.to(device)[None], camera, depth_range)
-    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, psf=_resolve_psf(stack, cfg, full)))
+    psf, stacked = _resolve_psf(stack, cfg, full)
+    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, psf=psf))
     if init_depth_m is None:
-        init_depth_m, init_aif_from_cfg = _initial_depth_aif(stack, cfg, device, full)
+        init_depth_m, init_aif_from_cfg = _initial_depth_aif(stack, cfg, device, full, stacked)
         init_aif = init_aif_from_cfg if init_aif is None else init_aif
     for name, x, shape in (("init_depth_m", init_depth_m, (H, W)), ("init_aif", init_aif, (3, H, W))):
         if x is not None and tuple(x.shape) != shape:

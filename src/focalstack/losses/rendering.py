@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import kornia
@@ -149,20 +150,14 @@ def select_psf(
 ) -> tuple[str, dict[str, float]]:
     """The PSF model that re-renders a stack better: each pixel's best depth hypothesis, per PSF.
 
-    For each PSF of :data:`PSF_CHOICES` it takes every pixel's least :func:`sweep_costs` error over the
-    hypotheses (no window: a window mixes depths, which favours the smoother Gaussian) and their median
-    over the pixels (robust to occlusion edges and holes; over the whole batch: one choice for it); the
-    lower median wins. Both models have the same unknowns (one depth per pixel), so the comparison is
-    fair. Stacks made with a disc and with a Gaussian PSF are told apart (``python -m
-    benchmarks.psf_choice``: 69 of 72 synthetic stacks).
+    :func:`least_error_psf` of :func:`sweep_costs_per_psf`.
 
     Args:
         inputs: as :func:`depth_sweep`.
         aif: (B, 3, H, W) all-in-focus estimate, sRGB in [0, 1] (e.g. focus stacking).
         loss: the other renderer options (its ``psf`` is ignored); default ``LossConfig()``.
         candidates: number of depth hypotheses (>= 3).
-        border: pixels left out at every image edge (the renderer pads there); 0 when the image is
-            smaller than ``4 * border``.
+        border: as :func:`least_error_psf`.
 
     Returns:
         The chosen PSF name and each PSF's median least error (squared sRGB, summed over slices).
@@ -170,19 +165,58 @@ def select_psf(
     Raises:
         ValueError: as :func:`sweep_costs`, or a negative ``border``.
     """
-    if border < 0:
-        raise ValueError(f"border must be >= 0, got {border}")
+    return least_error_psf(sweep_costs_per_psf(inputs, aif, loss=loss, candidates=candidates), border)
+
+
+def sweep_costs_per_psf(
+    inputs: dict[str, torch.Tensor],
+    aif: torch.Tensor,
+    *,
+    loss: LossConfig | None = None,
+    candidates: int = 32,
+) -> dict[str, torch.Tensor]:
+    """PSF name -> :func:`sweep_costs` (B, candidates, H, W) with that PSF, for each of :data:`PSF_CHOICES`.
+
+    ``loss`` gives the other renderer options (its ``psf`` is ignored); default ``LossConfig()``.
+    """
     if loss is None:
         from focalstack.losses.selfsup import LossConfig
 
         loss = LossConfig()
-    H, W = aif.shape[-2:]
-    b = border if min(H, W) > 4 * border else 0
+    return {
+        psf: sweep_costs(inputs, aif, loss=dataclasses.replace(loss, psf=psf), candidates=candidates)
+        for psf in PSF_CHOICES
+    }
+
+
+def least_error_psf(costs: Mapping[str, torch.Tensor], border: int = 8) -> tuple[str, dict[str, float]]:
+    """The PSF whose sweep errors have the lower median over the pixels of each pixel's least error.
+
+    Each pixel's least error over the hypotheses is taken without a window (a window mixes depths,
+    which favours the smoother Gaussian); the median over the pixels (over the whole batch: one choice
+    for it) is robust to occlusion edges and holes. Both models have the same unknowns (one depth per
+    pixel), so the comparison is fair. Stacks made with a disc and with a Gaussian PSF are told apart
+    (``python -m benchmarks.psf_choice``: 69 of 72 synthetic stacks).
+
+    Args:
+        costs: PSF name -> its (B, N, H, W) :func:`sweep_costs`; ties go to the first name.
+        border: pixels left out at every image edge (the renderer pads there); 0 when the image is
+            smaller than ``4 * border``.
+
+    Returns:
+        The chosen PSF name and each PSF's median least error.
+
+    Raises:
+        ValueError: a negative ``border``.
+    """
+    if border < 0:
+        raise ValueError(f"border must be >= 0, got {border}")
     errors = {}
-    for psf in PSF_CHOICES:
-        cost = sweep_costs(inputs, aif, loss=dataclasses.replace(loss, psf=psf), candidates=candidates)
+    for psf, cost in costs.items():
+        H, W = cost.shape[-2:]
+        b = border if min(H, W) > 4 * border else 0
         errors[psf] = cost.amin(dim=1)[..., b : H - b, b : W - b].median().item()
-    return min(PSF_CHOICES, key=errors.__getitem__), errors
+    return min(errors, key=errors.__getitem__), errors
 
 
 def depth_sweep(
@@ -197,6 +231,7 @@ def depth_sweep(
     penalties: tuple[float, float] | None = None,
     noise_costs: torch.Tensor | None = None,
     blur_scale: torch.Tensor | float | None = None,
+    costs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Depth (metres) per pixel by testing ``candidates`` depth hypotheses through the renderer.
 
@@ -235,6 +270,8 @@ def depth_sweep(
             adds (an AIF estimate keeps noise, which a sharp hypothesis re-renders and a blurred one
             smooths away, so flat regions lean towards the most blurred depths), is subtracted.
         blur_scale: optional factor on every blur std, a scalar or (B,).
+        costs: the (B, candidates, H, W) :func:`sweep_costs` of ``aif`` with these options, when they
+            are at hand already (e.g. from choosing the PSF); ``None``: computed here.
 
     Returns:
         (B, 1, H, W) depth in metres inside ``depth_range_m``.
@@ -248,7 +285,11 @@ def depth_sweep(
         raise ValueError(f"need window_sigma_px >= 0 and window_levels >= 1, got {got}")
     if penalties is not None and not 0 <= penalties[0] <= penalties[1]:
         raise ValueError(f"penalties must be (p1, p2) with 0 <= p1 <= p2, got {penalties}")
-    cost = sweep_costs(inputs, aif, loss=loss, candidates=candidates, blur_scale=blur_scale)
+    if costs is None:
+        costs = sweep_costs(inputs, aif, loss=loss, candidates=candidates, blur_scale=blur_scale)
+    elif costs.dim() != 4 or tuple(costs.shape) != (aif.shape[0], candidates, *aif.shape[-2:]):
+        raise ValueError(f"costs must be (B, candidates, H, W) like the aif, got {tuple(costs.shape)}")
+    cost = costs
     B = cost.shape[0]
     if noise_costs is not None:
         if noise_costs.dim() != 4 or tuple(noise_costs.shape[:2]) != (B, candidates):
