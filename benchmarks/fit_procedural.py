@@ -84,6 +84,17 @@ def score_set(seed: int, n: int, iterations: int, variants: list[str]) -> list[d
     return out
 
 
+def add_validation_args(parser: argparse.ArgumentParser) -> None:
+    """``--seeds`` and ``--scenes``: the procedural validation sets (one scene count per seed)."""
+    parser.add_argument("--seeds", type=int, nargs="+", default=[777, 1001, 1002])
+    parser.add_argument("--scenes", type=int, nargs="+", default=[8, 12, 12], help="scenes per seed")
+
+
+def check_validation_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if len(args.scenes) != len(args.seeds):
+        parser.error("--scenes needs one count per seed")
+
+
 def merged(path: str, new: list[dict], args: argparse.Namespace) -> list[dict]:
     """``new`` plus the rows of other variants in the JSON at ``path``, in VARIANTS order per seed.
 
@@ -101,8 +112,7 @@ def merged(path: str, new: list[dict], args: argparse.Namespace) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[777, 1001, 1002])
-    parser.add_argument("--scenes", type=int, nargs="+", default=[8, 12, 12], help="scenes per seed")
+    add_validation_args(parser)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--iterations", type=int, default=100, help="fit iterations per scale")
     parser.add_argument("--threads", type=int, default=1)
@@ -113,8 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(REPO / "bench_out" / "fit_procedural.json"))
     parser.add_argument("--md", default=str(REPO / "docs" / "results" / "fit_procedural.md"))
     args = parser.parse_args(argv)
-    if len(args.scenes) != len(args.seeds):
-        parser.error("--scenes needs one count per seed")
+    check_validation_args(parser, args)
     torch.set_num_threads(args.threads)
     rows = [r for s, n in zip(args.seeds, args.scenes) for r in score_set(s, n, args.iterations, args.variants)]
     if args.merge:

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from benchmarks._common import REPO, machine_info, markdown_table, save
 from benchmarks.accuracy import test_sets
+from benchmarks.fit_procedural import add_validation_args, check_validation_args
 from benchmarks.train_procedural import heldout_scenes
 from focalstack.data.procedural import ProceduralConfig
 from focalstack.data.stack import FocalStack
@@ -58,16 +59,14 @@ def summary(name: str, rows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[777, 1001, 1002])
-    parser.add_argument("--scenes", type=int, nargs="+", default=[8, 12, 12], help="scenes per seed")
+    add_validation_args(parser)
     parser.add_argument("--data", type=Path, default=REPO / "data" / "accuracy")
     parser.add_argument("--limit", type=int, default=None, help="first N test scenes of A and A'")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "bench_out" / "psf_choice.json"))
     parser.add_argument("--md", default=str(REPO / "docs" / "results" / "psf_choice.md"))
     args = parser.parse_args(argv)
-    if len(args.scenes) != len(args.seeds):
-        parser.error("--scenes needs one count per seed")
+    check_validation_args(parser, args)
     torch.set_num_threads(args.threads)
     sets = {f"procedural, seed {s}": heldout_scenes(n, ProceduralConfig(), seed=s)
             for s, n in zip(args.seeds, args.scenes)}
