@@ -114,11 +114,21 @@ def network(checkpoint: str | Path | None) -> Predictor:
     return lambda stack: predict(stack, model=model)
 
 
-#: Changes of the fit's ablation rows: the Gaussian PSF always (the default before the PSF choice) and,
-#: in addition, the sweep's windowed errors only (the default before the semi-global sweep).
-GAUSSIAN_FIT = {"psf": "gaussian"}
+#: Changes of the fit's ablation rows, each adding one to the row above: one noise reference for the
+#: sweep (the default before references per intensity), the Gaussian PSF always (the default before
+#: the PSF choice) and the sweep's windowed errors only (the default before the semi-global sweep).
+SINGLE_NOISE_FIT = {"sweep_noise_levels": 1}
+GAUSSIAN_FIT = {"psf": "gaussian", **SINGLE_NOISE_FIT}
 WINDOW_FIT = {"sweep_penalties": None, **GAUSSIAN_FIT}
 ORACLE = "diagnostic: fit started from the truth (reads GT)"
+#: --fit-rows key -> (row label, changes or ORACLE); the label's ``{it}`` is the iterations per scale.
+FIT_ROWS = {
+    "default": ("fit ({it} it/scale)", {}),
+    "single-noise": ("fit with one noise reference", SINGLE_NOISE_FIT),
+    "gaussian": ("fit with the Gaussian PSF", GAUSSIAN_FIT),
+    "window": ("fit with the Gaussian PSF, without the semi-global sweep", WINDOW_FIT),
+    "oracle": (ORACLE, ORACLE),
+}
 
 
 def fit_predictor(iterations: int, oracle: bool = False, changes: dict | None = None) -> Predictor:
@@ -183,8 +193,12 @@ def main() -> None:
     parser.add_argument("--reuse-runs", action="store_true", help="reuse fine-tuned checkpoints under --runs")
     parser.add_argument(
         "--fit-only", action="store_true",
-        help="score only the fit rows (the default, its two ablations, the diagnostic from the truth); with "
+        help="score only the fit rows (the default, its ablations, the diagnostic from the truth); with "
         "--merge, the other rows are kept from the existing --out JSON",
+    )
+    parser.add_argument(
+        "--fit-rows", nargs="+", choices=list(FIT_ROWS), default=list(FIT_ROWS),
+        help="which fit rows to score (default: all); with --merge, the others are kept from --out",
     )
     parser.add_argument("--merge", action="store_true", help="keep rows of other methods from --out (see --fit-only)")
     parser.add_argument("--out", default=str(REPO / "bench_out" / "accuracy.json"))
@@ -197,18 +211,18 @@ def main() -> None:
     sets = test_sets(args.data, limit)
     loss = key_values(args.finetune_loss, "--finetune-loss")
 
-    fits = [f"fit ({fit_iters} it/scale)", "fit with the Gaussian PSF", "fit with the Gaussian PSF, "
-            "without the semi-global sweep"]
     rows = []
     for name, stacks in sets.items():
-        rows.append(score(fits[0], name, stacks, fit_predictor(fit_iters)))
-        rows.append(score(fits[1], name, stacks, fit_predictor(fit_iters, changes=GAUSSIAN_FIT)))
-        rows.append(score(fits[2], name, stacks, fit_predictor(fit_iters, changes=WINDOW_FIT)))
-        if all(s.aif is not None and s.depth_m is not None for s in stacks):
-            rows.append(score(ORACLE, name, stacks, fit_predictor(fit_iters, oracle=True)))
+        has_truth = all(s.aif is not None and s.depth_m is not None for s in stacks)
+        for key in args.fit_rows:
+            label, changes = FIT_ROWS[key]
+            if changes is not ORACLE:
+                rows.append(score(label.format(it=fit_iters), name, stacks, fit_predictor(fit_iters, changes=changes)))
+            elif has_truth:
+                rows.append(score(ORACLE, name, stacks, fit_predictor(fit_iters, oracle=True)))
     if not args.fit_only:
         rows += other_rows(sets, args, train_min, tta_min, loss)
-    methods = ["DFF + focus stacking", *fits, ORACLE,
+    methods = ["DFF + focus stacking", *(label.format(it=fit_iters) for label, _ in FIT_ROWS.values()),
                "shipped model", f"fine-tuned on A train ({train_min:g} min)",
                f"test-time adaptation ({tta_min:g} min, no GT)"]
     if args.merge:

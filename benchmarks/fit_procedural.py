@@ -12,8 +12,10 @@ here and on B), and that with each pixel's errors normalised first (``sweep_norm
 two). Then the sweep's errors corrected for noise and aggregated semi-globally (``sweep_penalties``,
 :func:`focalstack.losses.semi_global_aggregation`), the disc PSF (the geometric-optics blur of a
 circular aperture; the rows above re-render with the Gaussian the network trains with; half of the
-procedural scenes are rendered with each), and, the last row and the default, the PSF chosen per
-stack (:func:`focalstack.losses.select_psf`). Scene sets
+procedural scenes are rendered with each), the PSF chosen per stack
+(:func:`focalstack.losses.select_psf`) and, the last row and the default, the sweep's noise correction
+measured per intensity (``sweep_noise_levels``; sensor noise depends on the signal, the rows above
+use one reference at the stack's mean colour). Scene sets
 are drawn with seeds other than the learning benchmark's held-out seed (validation, not test), each set
 scored by delta1, AbsRel and the error in slices, averaged over its scenes.
 
@@ -40,7 +42,8 @@ from focalstack.inference.fit import FitConfig, fit_scene
 #: name -> changes to the default FitConfig (None: classical DFF, no fit). Rows before the disc PSF
 #: re-render with the Gaussian, rows before the semi-global sweep switch it off
 #: (``sweep_penalties=None``), so each row adds one change to the one above.
-_GAUSS = {"psf": "gaussian"}
+_ONE_NOISE = {"sweep_noise_levels": 1}
+_GAUSS = {"psf": "gaussian", **_ONE_NOISE}
 _WINDOW = {"sweep_penalties": None, **_GAUSS}
 VARIANTS: dict[str, dict | None] = {
     "DFF (classical)": None,
@@ -53,8 +56,9 @@ VARIANTS: dict[str, dict | None] = {
     "fit: + multi-scale sweep window": {"sweep_levels": 3, **_WINDOW},
     "fit: + normalised multi-scale sweep": {"sweep_levels": 3, "sweep_normalise": True, **_WINDOW},
     "fit: + semi-global sweep": _GAUSS,
-    "fit: + disc PSF": {"psf": "disc"},
-    "fit: + PSF chosen per stack (default)": {},
+    "fit: + disc PSF": {"psf": "disc", **_ONE_NOISE},
+    "fit: + PSF chosen per stack": _ONE_NOISE,
+    "fit: + noise reference per intensity (default)": {},
 }
 
 

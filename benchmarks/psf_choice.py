@@ -23,7 +23,7 @@ from benchmarks.fit_procedural import add_validation_args, check_validation_args
 from benchmarks.train_procedural import heldout_scenes
 from focalstack.data.procedural import ProceduralConfig
 from focalstack.data.stack import FocalStack
-from focalstack.inference.fit import FitConfig, fit_scene
+from focalstack.inference.fit import choose_psf
 
 
 def rendered_with(stack: FocalStack) -> str | None:
@@ -34,11 +34,10 @@ def rendered_with(stack: FocalStack) -> str | None:
 
 
 def choices(stacks: list[FocalStack], desc: str) -> list[dict]:
-    """Per stack: the PSF the fit chooses (its sweep only: no fitting iterations) and the true one."""
-    cfg = FitConfig(iterations=0, scales=(1,))
+    """Per stack: the PSF the default fit chooses and the true one."""
     out = []
     for stack in tqdm(stacks, desc=desc, leave=False):
-        chosen = fit_scene(stack, cfg, progress=False).psf
+        chosen = choose_psf(stack)
         out.append({"scene": stack.name, "rendered_with": rendered_with(stack), "chosen": chosen})
     return out
 
@@ -52,7 +51,9 @@ def summary(name: str, rows: list[dict]) -> dict:
         "rendered with": " / ".join(truth),
         "chose disc": sum(r["chosen"] == "disc" for r in rows),
         "chose gaussian": sum(r["chosen"] == "gaussian" for r in rows),
-        "correct": f"{sum(r['chosen'] == r['rendered_with'] for r in known)} / {len(known)}" if known else "-",
+        "correct": f"{sum(r['chosen'] == r['rendered_with'] for r in known)} / {len(known)}"
+        if known
+        else "-",
         "per_scene": rows,
     }
 
@@ -68,13 +69,15 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     check_validation_args(parser, args)
     torch.set_num_threads(args.threads)
-    sets = {f"procedural, seed {s}": heldout_scenes(n, ProceduralConfig(), seed=s)
-            for s, n in zip(args.seeds, args.scenes)}
+    sets = {
+        f"procedural, seed {s}": heldout_scenes(n, ProceduralConfig(), seed=s)
+        for s, n in zip(args.seeds, args.scenes)
+    }
     sets.update(test_sets(args.data, args.limit))
     rows = [summary(name, choices(stacks, name)) for name, stacks in sets.items()]
     cols = ["set", "scenes", "rendered with", "chose disc", "chose gaussian", "correct"]
     note = (
-        "PSF chosen by the default fit (`FitConfig.psf=\"auto\"`, `focalstack.losses.select_psf`) per stack; "
+        'PSF chosen by the default fit (`FitConfig.psf="auto"`, `focalstack.losses.select_psf`) per stack; '
         "'correct' counts stacks whose synthesis PSF is known."
     )
     payload = {"machine": machine_info(), "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}

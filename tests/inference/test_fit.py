@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from focalstack.data.stack import FocalStack
-from focalstack.inference.fit import FitConfig, fit_scene, resolve_camera
+from focalstack.inference.fit import FitConfig, choose_psf, fit_scene, resolve_camera
+from focalstack.losses import LossConfig
 from focalstack.optics import ThinLens, depth_to_sigma_px, render_stack
 from focalstack.utils.color import linear_to_srgb, srgb_to_linear
 
@@ -67,7 +68,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_fit_recovers_depth_and_aif(psf: str) -> None:
     stack = synthetic_stack(psf=psf)
     result = fit_scene(stack, FitConfig(init="constant", scales=(2, 1), iterations=40), progress=False)
-    assert result.psf == psf  # chosen from the stack ("auto")
+    assert result.psf == choose_psf(stack) == psf  # chosen from the stack ("auto")
+    other = "gaussian" if psf == "disc" else "disc"
+    assert choose_psf(stack, FitConfig(psf=other)) == other
     assert result.depth_m.shape == (32, 32) and result.aif.shape == (3, 32, 32)
     assert result.rerendered.shape == stack.images.shape and result.blur_scale == 1.0
     constant = torch.full_like(stack.depth_m, float(stack.depth_m.median()))
@@ -149,6 +152,13 @@ def test_bad_inputs_raise() -> None:
 def test_bad_config_raises(kwargs) -> None:
     with pytest.raises(ValueError):
         FitConfig(**kwargs)
+
+
+def test_loss_psf_alone_is_refused() -> None:
+    # loss.psf is what fit resolves FitConfig.psf into; set alone it would be silently replaced.
+    with pytest.raises(ValueError, match="FitConfig.psf"):
+        FitConfig(loss=LossConfig(psf="disc"))
+    assert FitConfig(psf="disc", loss=LossConfig(psf="disc")).psf == "disc"
 
 
 def test_fit_command_writes_outputs(tmp_path: Path) -> None:

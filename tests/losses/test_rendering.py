@@ -9,7 +9,7 @@ import torch
 
 from focalstack.data.normalize import working_range_m
 from focalstack.inference.fit import FitConfig, fit_scene
-from focalstack.losses import LossConfig, depth_sweep, rerender, select_psf
+from focalstack.losses import LossConfig, depth_sweep, noise_bias_map, rerender, select_psf
 from focalstack.losses.rendering import blur_px
 from tests.inference.test_fit import CAMERA, FOCUS, diopter_error, synthetic_stack
 
@@ -99,8 +99,11 @@ def test_wide_sweep_windows_carry_depth_into_flat_regions() -> None:
     inputs, aif, diopters = _plane_with_flat_middle(noise=0.01)
     middle = (0, 0, slice(24, -24), slice(24, -24))  # > 12 px inside the flat region
     err = {
-        levels: float((1 / depth_sweep(inputs, aif, window_sigma_px=2.0, window_levels=levels)[middle]
-                       - diopters).abs().mean())
+        levels: float(
+            (1 / depth_sweep(inputs, aif, window_sigma_px=2.0, window_levels=levels)[middle] - diopters)
+            .abs()
+            .mean()
+        )
         for levels in (1, 3)
     }
     assert err[3] < 0.2 * SPACING < err[1]
@@ -151,13 +154,12 @@ def test_sweep_normalisation_keeps_per_pixel_choices() -> None:
     normalised = depth_sweep(inputs, aif, window_sigma_px=0.0, normalise=True)
     frame = (0, 0, slice(0, 10))
     torch.testing.assert_close(normalised[frame], plain[frame], rtol=1e-4, atol=0.0)
-    assert not torch.equal(depth_sweep(inputs, aif, window_levels=3, normalise=True),
-                           depth_sweep(inputs, aif, window_levels=3))
+    assert not torch.equal(
+        depth_sweep(inputs, aif, window_levels=3, normalise=True), depth_sweep(inputs, aif, window_levels=3)
+    )
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"candidates": 2}, {"window_sigma_px": -1.0}, {"window_levels": 0}]
-)
+@pytest.mark.parametrize("kwargs", [{"candidates": 2}, {"window_sigma_px": -1.0}, {"window_levels": 0}])
 def test_sweep_rejects_bad_settings(kwargs) -> None:
     inputs = _inputs(torch.rand(1, len(FOCUS), 3, 8, 8))
     with pytest.raises(ValueError, match=next(iter(kwargs))):
@@ -212,3 +214,87 @@ def test_sweep_reuses_given_costs() -> None:
     torch.testing.assert_close(given, depth_sweep(inputs, aif, **kwargs))
     with pytest.raises(ValueError, match="costs"):
         depth_sweep(inputs, aif, costs=costs[:, :8], **kwargs)
+
+
+def _noise_bias_reference(
+    errors: torch.Tensor, levels: torch.Tensor, intensity: torch.Tensor
+) -> torch.Tensor:
+    """Per pixel and hypothesis, numpy's piecewise-linear interpolation (constant beyond the ends)."""
+    import numpy as np
+
+    B, L, N = errors.shape
+    out = np.empty((B, N, *intensity.shape[-2:]))
+    for b in range(B):
+        for n in range(N):
+            out[b, n] = np.interp(intensity[b, 0].numpy(), levels[b].numpy(), errors[b, :, n].numpy())
+    return torch.from_numpy(out).to(errors.dtype)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_noise_bias_map_interpolates_like_numpy(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    B, L, N, H, W = (int(v) for v in torch.randint(1, 6, (5,), generator=g))
+    levels = torch.rand(B, L, generator=g, dtype=torch.float64).sort(dim=1).values + torch.arange(L) * 1e-3
+    errors = torch.rand(B, L, N, generator=g, dtype=torch.float64)
+    intensity = torch.rand(B, 1, H, W, generator=g, dtype=torch.float64) * 1.4 - 0.2  # also beyond the ends
+    got = noise_bias_map(errors, levels, intensity)
+    assert got.shape == (B, N, H, W)
+    torch.testing.assert_close(got, _noise_bias_reference(errors, levels, intensity))
+
+
+def test_noise_bias_map_rejects_bad_input() -> None:
+    errors, levels, intensity = torch.rand(1, 3, 4), torch.tensor([[0.1, 0.5, 0.9]]), torch.rand(1, 1, 5, 5)
+    with pytest.raises(ValueError, match="increase"):
+        noise_bias_map(errors, levels.flip(1), intensity)
+    with pytest.raises(ValueError, match="reference_errors"):
+        noise_bias_map(errors[0], levels, intensity)
+    with pytest.raises(ValueError, match="reference_errors"):
+        noise_bias_map(errors, levels[:, :2], intensity)
+
+
+def test_sweep_noise_bias_replaces_the_reference_mean() -> None:
+    """A noise bias equal everywhere to the reference's mean gives the reference's depth; bad shapes raise."""
+    from focalstack.losses.rendering import sweep_costs
+
+    inputs, aif, _ = _plane_with_flat_middle(noise=0.01)
+    flat = aif.mean().expand_as(aif) + 0.01 * torch.randn(
+        aif.shape, generator=torch.Generator().manual_seed(0)
+    )
+    reference = sweep_costs(
+        {**inputs, "stack": flat[:, None].expand_as(inputs["stack"])}, flat, candidates=16
+    )
+    bias = reference.mean(dim=(2, 3), keepdim=True).expand(-1, -1, *aif.shape[-2:])
+    kwargs = {"candidates": 16, "penalties": (2.0, 64.0), "noise_costs": reference}
+    torch.testing.assert_close(
+        depth_sweep(inputs, aif, noise_bias=bias, **kwargs), depth_sweep(inputs, aif, **kwargs)
+    )
+    with pytest.raises(ValueError, match="noise_bias"):
+        depth_sweep(inputs, aif, noise_bias=bias[:, :8], **kwargs)
+
+
+def test_default_fit_corrects_signal_dependent_noise_in_dark_flat_regions() -> None:
+    """Sensor noise (shot + read, in linear light) is strongest in the shadows of an sRGB stack. A dark
+    flat region then keeps more noise than the stack's overall level, which one reference under-corrects;
+    references per intensity (the default) let the semi-global sweep fill it from its bright frame.
+    """
+    from focalstack.data.stack import FocalStack
+    from focalstack.utils.color import linear_to_srgb, srgb_to_linear
+
+    g = torch.Generator().manual_seed(1)
+    aif = 0.5 + 0.5 * torch.rand(1, 3, 96, 96, generator=g)
+    aif[..., 16:-16, 16:-16] = 0.08
+    sigma = blur_px(_inputs(torch.zeros(1, len(FOCUS), 3, 96, 96)), torch.full((1, 1, 96, 96), 2.5))
+    linear = rerender(srgb_to_linear(aif), sigma, LossConfig(kernel_size=None))
+    linear = linear + (0.0005 * linear.clamp_min(0) + 0.002**2).sqrt() * torch.randn(
+        linear.shape, generator=g
+    )
+    stack = FocalStack(linear_to_srgb(linear.clamp(0, 1))[0], torch.tensor(FOCUS), CAMERA, name="dark middle")
+    middle = (slice(28, -28), slice(28, -28))
+    err = {}
+    for levels in (1, FitConfig().loss.sweep_noise_levels):
+        loss = dataclasses.replace(FitConfig().loss, sweep_noise_levels=levels)
+        depth = fit_scene(
+            stack, FitConfig(iterations=0, scales=(1,), psf="gaussian", loss=loss), progress=False
+        )
+        err[levels] = float((1 / depth.depth_m[middle] - 1 / 2.5).abs().mean() / SPACING)  # slices
+    assert err[6] < 0.5 < err[1]

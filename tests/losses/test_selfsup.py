@@ -174,6 +174,7 @@ def test_bad_output_shape_raises() -> None:
         ("render_mode", "splat"),
         ("focus_prior_target", "oracle"),
         ("sweep_candidates", 2),
+        ("sweep_noise_levels", 0),
     ],
 )
 def test_bad_config_raises(field: str, value) -> None:

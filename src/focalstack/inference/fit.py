@@ -65,7 +65,10 @@ class FitConfig:
             re-renders it best among ``loss.sweep_candidates`` hypotheses, :func:`focalstack.losses.
             depth_sweep`. By default its errors, summed over a Gaussian window of
             ``loss.sweep_window_px``, are corrected for what sensor noise alone does to each hypothesis
-            (measured on a textureless stack with the input's noise level) and aggregated semi-globally
+            (measured on textureless stacks at ``loss.sweep_noise_levels`` intensities, each with the
+            input's noise at that intensity, and looked up per pixel by its brightness: sensor noise
+            depends on the signal, and one reference left dark walls under-corrected and pulled them
+            towards the most blurred depths) and aggregated semi-globally
             (``loss.sweep_penalties``), which carries depth from textured edges into textureless
             regions such as indoor walls; ``loss.sweep_penalties=None`` keeps the windowed errors only,
             and ``loss.sweep_levels=3`` adds windows of 4x and 16x instead. The fit is non-convex and
@@ -93,7 +96,8 @@ class FitConfig:
             procedural validation sets (half of their scenes rendered with each PSF) and accuracy set
             A's train split the disc alone already beat the Gaussian on AbsRel
             (``python -m benchmarks.fit_procedural``); the choice keeps the Gaussian where a stack
-            was made with it.
+            was made with it. ``loss.psf`` is where the resolved choice goes; setting it to anything
+            but the default or ``psf`` raises.
     """
 
     iterations: int = 200
@@ -122,6 +126,12 @@ class FitConfig:
             raise ValueError(f"init must be 'sweep', 'dff', 'network' or 'constant', got {self.init!r}")
         if self.psf not in ("auto", "disc", "gaussian"):
             raise ValueError(f"psf must be 'auto', 'disc' or 'gaussian', got {self.psf!r}")
+        if self.loss.psf != "gaussian" and self.loss.psf != self.psf:
+            # loss.psf is what fit resolves psf into; set on its own it would be silently replaced.
+            raise ValueError(
+                f"the fit's PSF is FitConfig.psf (--fit.psf), not loss.psf; got psf={self.psf!r} and "
+                f"loss.psf={self.loss.psf!r}"
+            )
         if self.sweep_max_pixels < 1:
             raise ValueError(f"sweep_max_pixels must be >= 1, got {self.sweep_max_pixels}")
         if self.iterations < 0 or self.lr <= 0:
@@ -281,17 +291,21 @@ def _sweep_depth(
     H, W = aif.shape[-2:]
     size = _sweep_size((H, W), cfg)
     inputs = _inputs_at(full, size)
+    small = _resize(aif[None], size)
+    window_px = cfg.loss.sweep_window_px * size[1] / W
+    with_noise = cfg.loss.sweep_penalties is not None
     depth = depth_sweep(
         inputs,
-        _resize(aif[None], size),
+        small,
         loss=cfg.loss,
         candidates=cfg.loss.sweep_candidates,
-        window_sigma_px=cfg.loss.sweep_window_px * size[1] / W,
+        window_sigma_px=window_px,
         window_levels=cfg.loss.sweep_levels,
         normalise=cfg.loss.sweep_normalise,
         penalties=cfg.loss.sweep_penalties,
-        noise_costs=None if cfg.loss.sweep_penalties is None else _noise_costs(inputs, cfg),
+        noise_costs=_noise_costs(inputs, cfg) if with_noise else None,
         costs=costs,
+        noise_bias=_noise_bias(inputs, small, window_px, cfg) if with_noise else None,
     )
     # upsample in normalised inverse depth, the space the candidates were spread in
     t = _resize(depth_to_t(depth, full["depth_range_m"]), (H, W))
@@ -302,11 +316,17 @@ def _sweep_depth(
 _NOISE_SIDE, _NOISE_BORDER = 128, 8
 
 
-def _noise_costs(inputs: dict[str, torch.Tensor], cfg: FitConfig) -> torch.Tensor:
+def _noise_costs(
+    inputs: dict[str, torch.Tensor],
+    cfg: FitConfig,
+    colour: torch.Tensor | None = None,
+    std: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Sweep errors (1, N, h, w) of a textureless stack with the input's noise, AIF by focus stacking.
 
-    The reference has the input's mean colour and estimated noise (:func:`focalstack.utils.noise.
-    noise_std`), so what the sweep sees there is only what noise does to each hypothesis.
+    The reference has ``colour`` (3,) and noise std ``std`` (default: the input's mean colour and
+    estimated noise, :func:`focalstack.utils.noise.noise_std`), so what the sweep sees there is only
+    what noise does to each hypothesis.
     """
     from focalstack.inference.baselines import focus_stack_aif
     from focalstack.losses.rendering import sweep_costs
@@ -314,16 +334,48 @@ def _noise_costs(inputs: dict[str, torch.Tensor], cfg: FitConfig) -> torch.Tenso
 
     stack = inputs["stack"][0]  # (S, 3, H, W)
     S, C, H, W = stack.shape
+    colour = stack.mean(dim=(0, 2, 3)) if colour is None else colour
+    std = noise_std(stack) if std is None else std
     h, w = min(H, _NOISE_SIDE), min(W, _NOISE_SIDE)
     g = torch.Generator(device=stack.device).manual_seed(0)
     noise = torch.randn(S, C, h, w, generator=g, device=stack.device, dtype=stack.dtype)
-    flat = (stack.mean(dim=(0, 2, 3)).view(1, C, 1, 1) + noise_std(stack) * noise).clamp(0.0, 1.0)
+    flat = (colour.view(1, C, 1, 1) + std * noise).clamp(0.0, 1.0)
     costs = sweep_costs(
-        {**inputs, "stack": flat[None]}, focus_stack_aif(flat)[None], loss=cfg.loss,
+        {**inputs, "stack": flat[None]},
+        focus_stack_aif(flat)[None],
+        loss=cfg.loss,
         candidates=cfg.loss.sweep_candidates,
     )
     b = _NOISE_BORDER if min(h, w) > 4 * _NOISE_BORDER else 0  # the renderer's zero padding
     return costs[..., b : h - b, b : w - b]
+
+
+def _noise_bias(
+    inputs: dict[str, torch.Tensor], aif: torch.Tensor, window_px: float, cfg: FitConfig
+) -> torch.Tensor | None:
+    """(1, N, h, w) error that noise alone adds to each sweep hypothesis at each pixel of ``aif``.
+
+    One textureless reference per level of :func:`focalstack.utils.noise.noise_profile` (the mean colour
+    scaled to that intensity, with that intensity's noise), looked up by each pixel's grey AIF averaged
+    over the sweep window. ``None`` with one level: the reference of :func:`_noise_costs` is used as is.
+    """
+    from focalstack.losses.rendering import _window, noise_bias_map
+    from focalstack.utils.noise import noise_profile
+
+    if cfg.loss.sweep_noise_levels == 1:
+        return None
+    stack = inputs["stack"][0]
+    intensity, std = noise_profile(stack, cfg.loss.sweep_noise_levels)
+    # equal-count bins of a large flat region can share one intensity; keep the first of each
+    keep = torch.cat([intensity.new_ones(1, dtype=torch.bool), intensity.diff() > 0])
+    intensity, std = intensity[keep], std[keep]
+    colour = stack.mean(dim=(0, 2, 3))
+    errors = [
+        _noise_costs(inputs, cfg, colour * (i / colour.mean().clamp_min(1e-6)), s).mean(dim=(2, 3))
+        for i, s in zip(intensity, std)
+    ]  # each (1, N)
+    local = _window(aif.mean(dim=1, keepdim=True), window_px)
+    return noise_bias_map(torch.stack(errors, dim=1), intensity[None], local)
 
 
 def _scale_sizes(hw: tuple[int, int], cfg: FitConfig) -> list[tuple[int, int]]:
@@ -366,13 +418,10 @@ def fit_scene(
     cfg = cfg or FitConfig()
     device = torch.device(device or "cpu")
     H, W = stack.images.shape[-2:]
-    focus = _focus_m(stack)
-    camera = resolve_camera(stack, cfg.estimate_blur_scale, cfg.nominal_span_sigma_px)
-    # The working range, as the network uses: a scene.json depth_range_m may be ground truth.
-    depth_range = working_range_m(focus[None], cfg.margin).to(device)
-    full = _inputs(stack.images.to(device, torch.float32), focus.to(device)[None], camera, depth_range)
+    full, camera = _scene_inputs(stack, cfg, device)
+    depth_range = full["depth_range_m"]
     psf, stacked = _resolve_psf(stack, cfg, full)
-    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, psf=psf))
+    cfg = dataclasses.replace(cfg, psf=psf, loss=dataclasses.replace(cfg.loss, psf=psf))
     if init_depth_m is None:
         init_depth_m, init_aif_from_cfg = _initial_depth_aif(stack, cfg, device, full, stacked)
         init_aif = init_aif_from_cfg if init_aif is None else init_aif
@@ -443,6 +492,36 @@ def _optimise(
         history.append({"width": width, "step": step, "blur_scale": log_scale.exp().item(), **record})
         bar.update()
         bar.set_postfix(loss=f"{record['total']:.3g}")
+
+
+def choose_psf(
+    stack: FocalStack, cfg: FitConfig | None = None, device: str | torch.device | None = None
+) -> str:
+    """The PSF :func:`fit_scene` re-renders ``stack`` with: ``cfg.psf``, with ``"auto"`` resolved.
+
+    ``"auto"`` renders the focus-stacked AIF at every sweep hypothesis with each PSF, at sweep size, and
+    takes the one with the least error (:func:`focalstack.losses.least_error_psf`); this is all of the fit
+    the choice needs.
+
+    Raises:
+        ValueError: as :func:`fit_scene` for unknown focus distances or an incomplete camera.
+    """
+    cfg = cfg or FitConfig()
+    full, _ = _scene_inputs(stack, cfg, torch.device(device or "cpu"))
+    return _resolve_psf(stack, cfg, full)[0]
+
+
+def _scene_inputs(
+    stack: FocalStack, cfg: FitConfig, device: torch.device
+) -> tuple[dict[str, torch.Tensor], ThinLens]:
+    """The full-resolution ``batch["inputs"]`` of ``stack`` on ``device`` and the camera they use."""
+    focus = _focus_m(stack)
+    camera = resolve_camera(stack, cfg.estimate_blur_scale, cfg.nominal_span_sigma_px)
+    # The working range, as the network uses: a scene.json depth_range_m may be ground truth.
+    depth_range = working_range_m(focus[None], cfg.margin).to(device)
+    return _inputs(
+        stack.images.to(device, torch.float32), focus.to(device)[None], camera, depth_range
+    ), camera
 
 
 def _inputs(

@@ -1,7 +1,7 @@
 """Training losses (self-supervised: they see focal stacks and predictions only, never ground truth)."""
 
 from focalstack.losses.aggregation import semi_global_aggregation
-from focalstack.losses.rendering import depth_sweep, least_error_psf, rerender, select_psf
+from focalstack.losses.rendering import depth_sweep, least_error_psf, noise_bias_map, rerender, select_psf
 from focalstack.losses.selfsup import (
     INPUT_KEYS,
     NOISE_TOLERANT_SSIM_RANGE,
@@ -24,6 +24,7 @@ __all__ = [
     "depth_sweep",
     "edge_aware_smoothness",
     "least_error_psf",
+    "noise_bias_map",
     "log_sharpness_loss",
     "photometric_loss",
     "rerender",

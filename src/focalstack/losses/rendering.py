@@ -232,6 +232,7 @@ def depth_sweep(
     noise_costs: torch.Tensor | None = None,
     blur_scale: torch.Tensor | float | None = None,
     costs: torch.Tensor | None = None,
+    noise_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Depth (metres) per pixel by testing ``candidates`` depth hypotheses through the renderer.
 
@@ -272,6 +273,9 @@ def depth_sweep(
         blur_scale: optional factor on every blur std, a scalar or (B,).
         costs: the (B, candidates, H, W) :func:`sweep_costs` of ``aif`` with these options, when they
             are at hand already (e.g. from choosing the PSF); ``None``: computed here.
+        noise_bias: (B, candidates, H, W) the error noise alone adds to each hypothesis at each pixel,
+            subtracted instead of the mean of ``noise_costs`` (which then only sets the contrast floor):
+            with signal-dependent noise, :func:`noise_bias_map` of references at several intensities.
 
     Returns:
         (B, 1, H, W) depth in metres inside ``depth_range_m``.
@@ -291,9 +295,17 @@ def depth_sweep(
         raise ValueError(f"costs must be (B, candidates, H, W) like the aif, got {tuple(costs.shape)}")
     cost = costs
     B = cost.shape[0]
-    if noise_costs is not None:
-        if noise_costs.dim() != 4 or tuple(noise_costs.shape[:2]) != (B, candidates):
-            raise ValueError(f"noise_costs must be (B, candidates, h, w), got {tuple(noise_costs.shape)}")
+    if noise_costs is not None and (
+        noise_costs.dim() != 4 or tuple(noise_costs.shape[:2]) != (B, candidates)
+    ):
+        raise ValueError(f"noise_costs must be (B, candidates, h, w), got {tuple(noise_costs.shape)}")
+    if noise_bias is not None:
+        if tuple(noise_bias.shape) != tuple(cost.shape):
+            raise ValueError(
+                f"noise_bias must be {tuple(cost.shape)} like the costs, got {tuple(noise_bias.shape)}"
+            )
+        cost = cost - noise_bias
+    elif noise_costs is not None:
         cost = cost - noise_costs.mean(dim=(2, 3), keepdim=True)
     if normalise:
         floor = cost.amin(dim=1).flatten(1).median(dim=1).values.reshape(B, 1, 1, 1)
@@ -304,6 +316,52 @@ def depth_sweep(
         cost = semi_global_aggregation(cost, aif.mean(dim=1), *penalties)
     best = _refine(cost)
     return t_to_depth(best / (candidates - 1), inputs["depth_range_m"])
+
+
+def noise_bias_map(
+    reference_errors: torch.Tensor, reference_intensity: torch.Tensor, intensity: torch.Tensor
+) -> torch.Tensor:
+    """Per-pixel error that noise alone adds to each sweep hypothesis, for signal-dependent noise.
+
+    The errors are measured on textureless references at a few intensities, each with the noise of that
+    intensity (:func:`focalstack.utils.noise.noise_profile`), and interpolated linearly in intensity at
+    each pixel (held constant beyond the first and last reference).
+
+    Args:
+        reference_errors: (B, L, N) mean :func:`sweep_costs` of each of L references, per hypothesis.
+        reference_intensity: (B, L) the references' intensities, increasing.
+        intensity: (B, 1, H, W) each pixel's local intensity (same units, e.g. the grey AIF).
+
+    Returns:
+        (B, N, H, W) expected noise error, for ``depth_sweep(noise_bias=)``.
+
+    Raises:
+        ValueError: mismatched shapes or intensities that do not increase.
+    """
+    B, L, N = reference_errors.shape if reference_errors.dim() == 3 else (0, 0, 0)
+    if (
+        not B
+        or tuple(reference_intensity.shape) != (B, L)
+        or intensity.dim() != 4
+        or intensity.shape[:2] != (B, 1)
+    ):
+        got = [tuple(t.shape) for t in (reference_errors, reference_intensity, intensity)]
+        raise ValueError(
+            f"need reference_errors (B, L, N), reference_intensity (B, L), intensity (B, 1, H, W); got {got}"
+        )
+    if L > 1 and not (reference_intensity.diff(dim=1) > 0).all():
+        raise ValueError("reference_intensity must increase along L")
+    if L == 1:
+        return reference_errors[..., None, None].expand(B, N, *intensity.shape[-2:])
+    x = intensity.flatten(1)  # (B, P)
+    lo, hi = reference_intensity[:, :1], reference_intensity[:, -1:]
+    x = torch.maximum(torch.minimum(x, hi), lo)
+    j = torch.searchsorted(reference_intensity.contiguous(), x.contiguous()).clamp(1, L - 1)
+    x0, x1 = reference_intensity.gather(1, j - 1), reference_intensity.gather(1, j)
+    a = ((x - x0) / (x1 - x0)).unsqueeze(1)  # (B, 1, P)
+    below = torch.gather(reference_errors, 1, (j - 1)[:, :, None].expand(-1, -1, N)).transpose(1, 2)
+    above = torch.gather(reference_errors, 1, j[:, :, None].expand(-1, -1, N)).transpose(1, 2)
+    return (below * (1 - a) + above * a).view(B, N, *intensity.shape[-2:])
 
 
 def _contrast(cost: torch.Tensor) -> torch.Tensor:

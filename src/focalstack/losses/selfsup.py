@@ -78,6 +78,12 @@ class LossConfig:
             of :func:`~focalstack.losses.depth_sweep`).
         sweep_penalties: ``(p1, p2)`` of the sweep's semi-global aggregation (``penalties`` of
             :func:`~focalstack.losses.depth_sweep`) or ``None`` for none.
+        sweep_noise_levels: intensities at which ``focalstack.inference.fit`` measures what noise alone
+            does to its sweep (``noise_bias`` of :func:`~focalstack.losses.depth_sweep`): sensor noise
+            depends on the signal (shot noise; the sRGB curve amplifies it in shadows), so one textureless
+            reference per intensity level, each with that level's noise
+            (:func:`focalstack.utils.noise.noise_profile`). 1: a single reference with the stack's mean
+            colour and overall noise. Only the fit's sweep (with ``sweep_penalties``) uses it.
     """
 
     recon_weight: float = 1e3
@@ -103,6 +109,7 @@ class LossConfig:
     sweep_levels: int = 1
     sweep_normalise: bool = False
     sweep_penalties: tuple[float, float] | None = None
+    sweep_noise_levels: int = 6
 
     def __post_init__(self) -> None:
         if self.coarse_aif not in ("hard", "soft"):
@@ -121,6 +128,8 @@ class LossConfig:
             raise ValueError(f"focus_prior_target must be 'dff' or 'sweep', got {self.focus_prior_target!r}")
         if self.sweep_candidates < 3 or self.sweep_window_px < 0 or self.sweep_levels < 1:
             raise ValueError("need sweep_candidates >= 3, sweep_window_px >= 0 and sweep_levels >= 1")
+        if self.sweep_noise_levels < 1:
+            raise ValueError(f"sweep_noise_levels must be >= 1, got {self.sweep_noise_levels}")
         penalties = self.sweep_penalties
         if penalties is not None and not 0 <= penalties[0] <= penalties[1]:
             raise ValueError(f"sweep_penalties must be (p1, p2) with 0 <= p1 <= p2, got {penalties}")
@@ -362,9 +371,15 @@ def self_supervised_losses_detailed(
         target = None
         if cfg.focus_prior_target == "sweep":
             swept = depth_sweep(
-                inputs, aif.detach().clamp(0, 1), loss=cfg, candidates=cfg.sweep_candidates,
-                window_sigma_px=cfg.sweep_window_px, window_levels=cfg.sweep_levels,
-                normalise=cfg.sweep_normalise, penalties=cfg.sweep_penalties, blur_scale=blur_scale,
+                inputs,
+                aif.detach().clamp(0, 1),
+                loss=cfg,
+                candidates=cfg.sweep_candidates,
+                window_sigma_px=cfg.sweep_window_px,
+                window_levels=cfg.sweep_levels,
+                normalise=cfg.sweep_normalise,
+                penalties=cfg.sweep_penalties,
+                blur_scale=blur_scale,
             )
             target = depth_to_t(swept, inputs["depth_range_m"])
         prior = focus_prior(
