@@ -1,4 +1,4 @@
-"""``make bench``: rerun every benchmark and refresh the README tables (about 4 h on 2 CPU cores).
+"""``make bench``: rerun every benchmark and refresh the README tables (about 4.5 h on 2 CPU cores).
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
 shipped recipe without its focus prior), shipped weights, per-scene fits on procedural scenes, the
@@ -49,7 +49,7 @@ STEPS = [
     ["-m", "benchmarks.fit_procedural"],
     ["-m", "benchmarks.psf_choice"],
     ["scripts/make_accuracy_data.py"],
-    # the settings of the README's accuracy table (all 20 test scenes per set; about 70 min)
+    # the settings of the README's accuracy table (all 20 test scenes per set; about 85 min)
     ["-m", "benchmarks.accuracy", "--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"],
     ["-m", "benchmarks.accuracy_figures"],
     ["-m", "benchmarks.ablations"],

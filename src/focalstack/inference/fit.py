@@ -67,8 +67,8 @@ class FitConfig:
             ``loss.sweep_window_px``, are corrected for what sensor noise alone does to each hypothesis
             (measured on textureless stacks at ``loss.sweep_noise_levels`` intensities, each with the
             input's noise at that intensity, and looked up per pixel by its brightness: sensor noise
-            depends on the signal, and one reference left dark walls under-corrected and pulled them
-            towards the most blurred depths) and aggregated semi-globally
+            depends on the signal, and one reference over- or under-corrected flat regions brighter or
+            darker than the mean and pulled them to one end of the range) and aggregated semi-globally
             (``loss.sweep_penalties``), which carries depth from textured edges into textureless
             regions such as indoor walls; ``loss.sweep_penalties=None`` keeps the windowed errors only,
             and ``loss.sweep_levels=3`` adds windows of 4x and 16x instead. The fit is non-convex and
