@@ -250,6 +250,23 @@ def test_noise_bias_map_rejects_bad_input() -> None:
         noise_bias_map(errors[0], levels, intensity)
     with pytest.raises(ValueError, match="reference_errors"):
         noise_bias_map(errors, levels[:, :2], intensity)
+    with pytest.raises(ValueError, match="window"):
+        noise_bias_map(errors, levels, intensity, window_sigma_px=-1.0)
+
+
+def test_noise_bias_map_window_averages_the_intensity_first() -> None:
+    import kornia
+
+    errors, levels = (
+        torch.rand(1, 3, 4, dtype=torch.float64),
+        torch.tensor([[0.1, 0.5, 0.9]], dtype=torch.float64),
+    )
+    intensity = torch.rand(1, 1, 20, 24, dtype=torch.float64)
+    blurred = kornia.filters.gaussian_blur2d(intensity, (13, 13), (2.0, 2.0), border_type="replicate")
+    torch.testing.assert_close(
+        noise_bias_map(errors, levels, intensity, window_sigma_px=2.0),
+        noise_bias_map(errors, levels, blurred),
+    )
 
 
 def test_sweep_noise_bias_replaces_the_reference_mean() -> None:

@@ -359,7 +359,7 @@ def _noise_bias(
     scaled to that intensity, with that intensity's noise), looked up by each pixel's grey AIF averaged
     over the sweep window. ``None`` with one level: the reference of :func:`_noise_costs` is used as is.
     """
-    from focalstack.losses.rendering import _window, noise_bias_map
+    from focalstack.losses.rendering import noise_bias_map
     from focalstack.utils.noise import noise_profile
 
     if cfg.loss.sweep_noise_levels == 1:
@@ -374,8 +374,8 @@ def _noise_bias(
         _noise_costs(inputs, cfg, colour * (i / colour.mean().clamp_min(1e-6)), s).mean(dim=(2, 3))
         for i, s in zip(intensity, std)
     ]  # each (1, N)
-    local = _window(aif.mean(dim=1, keepdim=True), window_px)
-    return noise_bias_map(torch.stack(errors, dim=1), intensity[None], local)
+    grey = aif.mean(dim=1, keepdim=True)
+    return noise_bias_map(torch.stack(errors, dim=1), intensity[None], grey, window_sigma_px=window_px)
 
 
 def _scale_sizes(hw: tuple[int, int], cfg: FitConfig) -> list[tuple[int, int]]:

@@ -319,7 +319,10 @@ def depth_sweep(
 
 
 def noise_bias_map(
-    reference_errors: torch.Tensor, reference_intensity: torch.Tensor, intensity: torch.Tensor
+    reference_errors: torch.Tensor,
+    reference_intensity: torch.Tensor,
+    intensity: torch.Tensor,
+    window_sigma_px: float = 0.0,
 ) -> torch.Tensor:
     """Per-pixel error that noise alone adds to each sweep hypothesis, for signal-dependent noise.
 
@@ -330,13 +333,15 @@ def noise_bias_map(
     Args:
         reference_errors: (B, L, N) mean :func:`sweep_costs` of each of L references, per hypothesis.
         reference_intensity: (B, L) the references' intensities, increasing.
-        intensity: (B, 1, H, W) each pixel's local intensity (same units, e.g. the grey AIF).
+        intensity: (B, 1, H, W) each pixel's intensity (same units, e.g. the grey AIF).
+        window_sigma_px: std (pixels) of a Gaussian window ``intensity`` is first averaged over, e.g. the
+            sweep's error window (0: per pixel).
 
     Returns:
         (B, N, H, W) expected noise error, for ``depth_sweep(noise_bias=)``.
 
     Raises:
-        ValueError: mismatched shapes or intensities that do not increase.
+        ValueError: mismatched shapes, intensities that do not increase or a negative window.
     """
     B, L, N = reference_errors.shape if reference_errors.dim() == 3 else (0, 0, 0)
     if (
@@ -351,6 +356,9 @@ def noise_bias_map(
         )
     if L > 1 and not (reference_intensity.diff(dim=1) > 0).all():
         raise ValueError("reference_intensity must increase along L")
+    if window_sigma_px < 0:
+        raise ValueError(f"window_sigma_px must be >= 0, got {window_sigma_px}")
+    intensity = _window(intensity, window_sigma_px)
     if L == 1:
         return reference_errors[..., None, None].expand(B, N, *intensity.shape[-2:])
     x = intensity.flatten(1)  # (B, P)
