@@ -66,3 +66,7 @@ def test_profile_rejects_bad_input(bad: torch.Tensor) -> None:
         noise_profile(bad)
     with pytest.raises(ValueError, match="levels"):
         noise_profile(torch.rand(2, 3, 8, 8), levels=0)
+    nan_in_last_slice = torch.rand(2, 3, 8, 8)
+    nan_in_last_slice[1, 0, 4, 4] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        noise_profile(nan_in_last_slice)

@@ -12,6 +12,13 @@ _MASK_GAIN = 6.0
 _MAD_TO_STD = 0.6745  # median |x| of a unit Gaussian
 
 
+def _check(images: torch.Tensor) -> None:
+    if images.dim() != 4 or min(images.shape[-2:]) < 3:
+        raise ValueError(f"images must be (S, C, H, W) with H, W >= 3, got {tuple(images.shape)}")
+    if not torch.isfinite(images).all():
+        raise ValueError("images contain NaN or infinite values")
+
+
 def noise_std(images: torch.Tensor) -> torch.Tensor:
     """Std of additive white noise in a stack, from its least textured slice.
 
@@ -29,10 +36,7 @@ def noise_std(images: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: wrong shape, an image smaller than 3 x 3, or non-finite values.
     """
-    if images.dim() != 4 or min(images.shape[-2:]) < 3:
-        raise ValueError(f"images must be (S, C, H, W) with H, W >= 3, got {tuple(images.shape)}")
-    if not torch.isfinite(images).all():
-        raise ValueError("images contain NaN or infinite values")
+    _check(images)
     S, C, H, W = images.shape
     mask = torch.tensor(_MASK, dtype=images.dtype, device=images.device).view(1, 1, 3, 3)
     response = F.conv2d(images.reshape(S * C, 1, H, W), mask).abs().flatten(1)
@@ -53,20 +57,21 @@ def noise_profile(images: torch.Tensor, levels: int = 6) -> tuple[torch.Tensor, 
         levels: number of intensity bins (>= 1).
 
     Returns:
-        ``(intensity, std)``, each (levels,): the median local intensity of each bin (increasing) and its
-        noise std, in the images' units.
+        ``(intensity, std)``, each (levels,): the median local intensity of each bin (non-decreasing;
+        neighbouring bins share one where a large flat region fills both) and its noise std, in the
+        images' units.
 
     Raises:
         ValueError: wrong shape, an image smaller than 3 x 3, non-finite values or ``levels < 1``.
     """
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
-    noise_std(images[:1])  # the shape and finiteness checks
+    _check(images)
     S, C, H, W = images.shape
     mask = torch.tensor(_MASK, dtype=images.dtype, device=images.device).view(1, 1, 3, 3)
     response = F.conv2d(images.reshape(S * C, 1, H, W), mask).abs().view(S, C, -1)
     local = F.avg_pool2d(images.mean(dim=1, keepdim=True), 3, stride=1).view(S, -1)
-    # equal-count bins over all slices' pixels: ranks instead of quantiles keep ties in one bin each
+    # equal-count bins by rank over all slices' pixels, so every bin has pixels to estimate from
     order = local.flatten().argsort()
     bin_of = torch.empty_like(order)
     bin_of[order] = torch.arange(order.numel(), device=images.device) * levels // order.numel()
