@@ -45,15 +45,14 @@ def choices(stacks: list[FocalStack], desc: str) -> list[dict]:
 def summary(name: str, rows: list[dict]) -> dict:
     known = [r for r in rows if r["rendered_with"] is not None]
     truth = sorted({r["rendered_with"] for r in known}) or ["unknown"]
+    hits = sum(r["chosen"] == r["rendered_with"] for r in known)
     return {
         "set": name,
         "scenes": len(rows),
         "rendered with": " / ".join(truth),
         "chose disc": sum(r["chosen"] == "disc" for r in rows),
         "chose gaussian": sum(r["chosen"] == "gaussian" for r in rows),
-        "correct": f"{sum(r['chosen'] == r['rendered_with'] for r in known)} / {len(known)}"
-        if known
-        else "-",
+        "correct": f"{hits} / {len(known)}" if known else "-",
         "per_scene": rows,
     }
 

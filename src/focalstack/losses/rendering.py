@@ -343,13 +343,9 @@ def noise_bias_map(
     Raises:
         ValueError: mismatched shapes, intensities that do not increase or a negative window.
     """
-    B, L, N = reference_errors.shape if reference_errors.dim() == 3 else (0, 0, 0)
-    if (
-        not B
-        or tuple(reference_intensity.shape) != (B, L)
-        or intensity.dim() != 4
-        or intensity.shape[:2] != (B, 1)
-    ):
+    ranks_ok = reference_errors.dim() == 3 and intensity.dim() == 4
+    B, L, N = reference_errors.shape if ranks_ok else (0, 0, 0)
+    if not ranks_ok or tuple(reference_intensity.shape) != (B, L) or tuple(intensity.shape[:2]) != (B, 1):
         got = [tuple(t.shape) for t in (reference_errors, reference_intensity, intensity)]
         raise ValueError(
             f"need reference_errors (B, L, N), reference_intensity (B, L), intensity (B, 1, H, W); got {got}"
