@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="+", default=None, choices=sorted(VARIANTS))
     parser.add_argument("--jobs", type=int, default=2, help="variants trained at once (one thread each)")
     parser.add_argument("--a-scenes", type=int, default=5, help="accuracy-set-A test scenes scored")
-    parser.add_argument("--a-test", default=str(REPO / "data" / "accuracy" / "A_test"), help="set A test scenes")
+    parser.add_argument(
+        "--a-test", default=str(REPO / "data" / "accuracy" / "A_test"), help="set A test scenes"
+    )
     parser.add_argument("--runs", default=str(REPO / "bench_out" / "ablations"))
     parser.add_argument("--reuse", action="store_true", help="reuse finished variants")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -169,8 +171,15 @@ def main(argv: list[str] | None = None) -> None:
 
 def _child_args(args: argparse.Namespace) -> list[str]:
     return [
-        "--minutes", str(args.minutes),
-        "--a-scenes", str(args.a_scenes), "--a-test", args.a_test, "--runs", args.runs, *(["--reuse"] if args.reuse else []),
+        "--minutes",
+        str(args.minutes),
+        "--a-scenes",
+        str(args.a_scenes),
+        "--a-test",
+        args.a_test,
+        "--runs",
+        args.runs,
+        *(["--reuse"] if args.reuse else []),
     ]
 
 
@@ -200,7 +209,11 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             markdown_table(rows, columns),
         ]
     )
-    payload = {"machine": {**machine_info(), "loadavg": os.getloadavg()}, "args": vars(args), "results": results}
+    payload = {
+        "machine": {**machine_info(), "loadavg": os.getloadavg()},
+        "args": vars(args),
+        "results": results,
+    }
     save(args.out, args.md, payload, table)
 
 

@@ -229,8 +229,25 @@ def measure_large(case: tuple[int, int, int, float], device: str, reps: int) -> 
 
 
 #: ATen ops that only make views (no data moved): no bandwidth figure for them.
-VIEW_OPS = {f"aten::{n}" for n in ("slice", "select", "view", "as_strided", "unsqueeze", "expand", "unbind",
-                                   "squeeze", "permute", "transpose", "t", "alias", "narrow", "reshape")}
+VIEW_OPS = {
+    f"aten::{n}"
+    for n in (
+        "slice",
+        "select",
+        "view",
+        "as_strided",
+        "unsqueeze",
+        "expand",
+        "unbind",
+        "squeeze",
+        "permute",
+        "transpose",
+        "t",
+        "alias",
+        "narrow",
+        "reshape",
+    )
+}
 
 
 def measure_breakdown(config: tuple[int, int, int, int], reps: int) -> dict:
@@ -264,12 +281,23 @@ def measure_breakdown(config: tuple[int, int, int, int], reps: int) -> dict:
     one, other, out = torch.zeros(1), torch.zeros(1), torch.zeros(1)
     dispatch_us = time_it(lambda: [torch.add(one, other, out=out) for _ in range(1000)], reps=5)
     rows = [
-        {"op": name, "calls": v["calls"], "self_ms": v["self_ms"], "share": v["self_ms"] / wall,
-         "GB_per_s": None if name in VIEW_OPS else v["bytes"] / max(v["self_ms"], 1e-9) / 1e6}
+        {
+            "op": name,
+            "calls": v["calls"],
+            "self_ms": v["self_ms"],
+            "share": v["self_ms"] / wall,
+            "GB_per_s": None if name in VIEW_OPS else v["bytes"] / max(v["self_ms"], 1e-9) / 1e6,
+        }
         for name, v in sorted(ops.items(), key=lambda kv: -kv[1]["self_ms"])
     ]
     calls = sum(r["calls"] for r in rows)
-    return {"config": list(config), "fwd_bwd_ms": wall, "calls": calls, "dispatch_us": dispatch_us, "ops": rows}
+    return {
+        "config": list(config),
+        "fwd_bwd_ms": wall,
+        "calls": calls,
+        "dispatch_us": dispatch_us,
+        "ops": rows,
+    }
 
 
 def measure_floor(device: str) -> dict:
@@ -413,7 +441,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="JSON path (default bench_out/render[_breakdown].json)")
     parser.add_argument("--md", default=None, help="markdown table path (default docs/results/render.md)")
     parser.add_argument(
-        "--breakdown", action="store_true",
+        "--breakdown",
+        action="store_true",
         help="only the CPU time breakdown of gather at the target config (docs/results/render_breakdown.md)",
     )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)

@@ -51,7 +51,9 @@ METRICS = ("delta1", "absrel", "error_slices")
 EVAL_SEED = 20_230_618
 
 
-def bench_config(out: Path, minutes: float, workers: int, pool: int, device: str, preset: str = "procedural-cpu"):
+def bench_config(
+    out: Path, minutes: float, workers: int, pool: int, device: str, preset: str = "procedural-cpu"
+):
     """A preset (default procedural-cpu: width 16, batch 4 x 5 slices x 128^2) with a time budget."""
     cfg = get_preset(preset)
     cfg.out = str(out)
@@ -231,7 +233,11 @@ def report(
             f"Held-out procedural scenes: {args.scenes} (seed {EVAL_SEED}), 5 slices at {h}x{w}; training "
             f"{summary['steps']} steps in {args.minutes:g} min on {where} (1-min load average {load_before:.1f} "
             f"before, {os.getloadavg()[0]:.1f} after); loss (changes from the paper's): {loss_summary(cfg.loss)}"
-            + (f"; focus prior fading to 0 over the first {cfg.focus_prior_fade:.0%} of training." if cfg.focus_prior_fade else "."),
+            + (
+                f"; focus prior fading to 0 over the first {cfg.focus_prior_fade:.0%} of training."
+                if cfg.focus_prior_fade
+                else "."
+            ),
             "",
             markdown_table(rows, ["method", *METRICS]),
             "",
@@ -246,21 +252,33 @@ def report(
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="training time budget")
-    parser.add_argument("--preset", default="shipped", help="training recipe (procedural-cpu: plain DAIF-Net)")
+    parser.add_argument(
+        "--preset", default="shipped", help="training recipe (procedural-cpu: plain DAIF-Net)"
+    )
     parser.add_argument("--model", default=None, help="model trained (default: the preset's)")
-    parser.add_argument("--width", type=int, default=None, help="width of the trained model (default: preset's)")
+    parser.add_argument(
+        "--width", type=int, default=None, help="width of the trained model (default: preset's)"
+    )
     parser.add_argument("--crop", type=int, default=None, help="training crop (default: the preset's, 128)")
     parser.add_argument(
-        "--focus-prior-fade", type=float, default=None, help="fraction of training over which the prior fades to 0"
+        "--focus-prior-fade",
+        type=float,
+        default=None,
+        help="fraction of training over which the prior fades to 0",
     )
     parser.add_argument(
-        "--loss", action="append", default=[], metavar="KEY=VALUE",
+        "--loss",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a LossConfig field (YAML value), e.g. --loss focus_prior_weight=0; repeatable",
     )
     parser.add_argument("--scenes", type=int, default=32, help="held-out evaluation scenes")
     parser.add_argument("--speed-steps", type=int, default=5, help="timed steps for the speed figures")
     parser.add_argument("--workers", type=int, default=1, help="loader workers making scenes")
-    parser.add_argument("--pool", type=int, default=0, help="re-augmented procedural scene pool (0: fresh scenes)")
+    parser.add_argument(
+        "--pool", type=int, default=0, help="re-augmented procedural scene pool (0: fresh scenes)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu (the benchmark's setting) or cuda")
     parser.add_argument("--run", default=str(REPO / "bench_out" / "train_procedural_run"), help="run folder")
     parser.add_argument("--out", default=str(REPO / "bench_out" / "train_procedural.json"))

@@ -22,8 +22,22 @@ def test_psf_choice_scores_the_choice_against_the_synthesis_psf(tmp_path: Path) 
         stack.meta["synth"] = {"psf": psf}
         stack.save(data / folder / "s0")
     out, md = tmp_path / "p.json", tmp_path / "p.md"
-    payload = main(["--seeds", "5", "--scenes", "1", "--data", str(data), "--threads", "1",
-                    "--out", str(out), "--md", str(md)])
+    payload = main(
+        [
+            "--seeds",
+            "5",
+            "--scenes",
+            "1",
+            "--data",
+            str(data),
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--md",
+            str(md),
+        ]
+    )
     rows = {r["set"]: r for r in payload["rows"]}
     assert list(rows) == ["procedural, seed 5", "A", "A'"]
     for name, psf in (("A", "disc"), ("A'", "gaussian")):

@@ -8,8 +8,7 @@ def test_splice_replaces_only_marked_sections_with_existing_tables(tmp_path, mon
     (tmp_path / "docs" / "results" / "a.md").write_text("| x |\n|---|\n| 1 |\n")
     monkeypatch.setattr(update_readme, "REPO", tmp_path)
     readme = (
-        "intro\n<!-- results:a -->\nold\n<!-- /results:a -->\n"
-        "<!-- results:b -->\nkeep\n<!-- /results:b -->\n"
+        "intro\n<!-- results:a -->\nold\n<!-- /results:a -->\n<!-- results:b -->\nkeep\n<!-- /results:b -->\n"
     )
     text, done = update_readme.splice(readme)
     assert done == ["a"]

@@ -117,7 +117,10 @@ def test_largest_rectangle_matches_brute_force() -> None:
         assert mask[y0:y1, x0:x1].all()
         best = max(
             (b - t) * (r - left)
-            for t in range(7) for b in range(t + 1, 8) for left in range(9) for r in range(left + 1, 10)
+            for t in range(7)
+            for b in range(t + 1, 8)
+            for left in range(9)
+            for r in range(left + 1, 10)
             if mask[t:b, left:r].all()
         )
         assert (x1 - x0) * (y1 - y0) == best

@@ -49,8 +49,10 @@ def test_focus_from_filename(name: str, expected: float | None) -> None:
 
 
 def test_focus_from_exif(tmp_path: Path) -> None:
-    paths = [_jpeg(tmp_path / f"img_{i}.jpg", x9206=IFDRational(d * 100, 100)) for i, d in
-             enumerate([0.5, 1.0, 2.0])]
+    paths = [
+        _jpeg(tmp_path / f"img_{i}.jpg", x9206=IFDRational(d * 100, 100))
+        for i, d in enumerate([0.5, 1.0, 2.0])
+    ]
     dist, source = infer_focus_distances(paths)
     assert source == "exif" and dist == pytest.approx([0.5, 1.0, 2.0])
 

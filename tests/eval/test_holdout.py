@@ -20,11 +20,19 @@ K = 9  # one window for synthesis and re-rendering keeps the 'gt' re-rendering e
 def _scene(size: int = 40, camera: ThinLens | None = CAM, name: str = "syn") -> FocalStack:
     x = torch.arange(size, dtype=torch.float64).expand(size, size)
     depth = (1.0 / (1 / 0.5 - (1 / 0.5 - 1 / 1.5) * x / (size - 1))).float()
-    coarse = torch.nn.functional.interpolate(torch.rand(1, 3, size // 4, size // 4), size=(size, size),
-                                             mode="bicubic")
+    coarse = torch.nn.functional.interpolate(
+        torch.rand(1, 3, size // 4, size // 4), size=(size, size), mode="bicubic"
+    )
     aif = (0.7 * coarse.clamp(0, 1) + 0.3 * torch.rand(1, 3, size, size))[0]
-    images = render_from_depth(aif[None], depth[None, None], FOCUS[None].float(), CAM.focal_length_m,
-                               CAM.f_number, CAM.pixel_size_m, kernel_size=K)[0].clamp(0, 1)
+    images = render_from_depth(
+        aif[None],
+        depth[None, None],
+        FOCUS[None].float(),
+        CAM.focal_length_m,
+        CAM.f_number,
+        CAM.pixel_size_m,
+        kernel_size=K,
+    )[0].clamp(0, 1)
     meta = {"camera": {"focal_length_m": CAM.focal_length_m, "f_number": CAM.f_number}}
     return FocalStack(images, FOCUS, camera, depth, aif, name, meta)
 
@@ -96,15 +104,17 @@ def test_align_option_keeps_most_of_an_aligned_stack() -> None:
 def test_folder_skips_and_cli(tmp_path: Path) -> None:
     _scene(24, name="a").save(tmp_path / "scenes" / "a")
     FocalStack(torch.rand(3, 3, 8, 8), name="b").save(tmp_path / "scenes" / "b")
-    report = holdout_eval(tmp_path / "scenes", HoldoutConfig(methods=("gt", "nearest"), slices=(2,),
-                                                             kernel_size=K))
+    report = holdout_eval(
+        tmp_path / "scenes", HoldoutConfig(methods=("gt", "nearest"), slices=(2,), kernel_size=K)
+    )
     assert [r["scene"] for r in report["scenes"]] == ["a"]
     assert report["skipped"] == {"b": "focus distances unknown"}
     assert report["mean"]["gt"]["psnr"] > report["mean"]["nearest"]["psnr"]
 
     out = tmp_path / "out"
-    EvalCommand(holdout_slice=tmp_path / "scenes" / "a", method=("gt", "nearest"), slices=(2,),
-                kernel_size=K, out=out).run()
+    EvalCommand(
+        holdout_slice=tmp_path / "scenes" / "a", method=("gt", "nearest"), slices=(2,), kernel_size=K, out=out
+    ).run()
     data = json.loads((out / "holdout.json").read_text())
     assert data["scenes"][0]["scene"] == "a" and data["config"]["methods"] == ["gt", "nearest"]
     md = (out / "holdout.md").read_text()
@@ -127,11 +137,13 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match=">= 3 slices"):
         holdout_stack(FocalStack(s.images[:2], FOCUS[:2]), nearest, progress=False)
     with pytest.raises(ValueError, match="ground-truth"):
-        holdout_stack(FocalStack(s.images, FOCUS, CAM), HoldoutConfig(methods=("gt",), slices=(2,)),
-                      progress=False)
+        holdout_stack(
+            FocalStack(s.images, FOCUS, CAM), HoldoutConfig(methods=("gt",), slices=(2,)), progress=False
+        )
     with pytest.raises(ValueError, match="camera incomplete"):
-        holdout_stack(_scene(16, camera=None), HoldoutConfig(methods=("gt",), blur_scale="camera"),
-                      progress=False)
+        holdout_stack(
+            _scene(16, camera=None), HoldoutConfig(methods=("gt",), blur_scale="camera"), progress=False
+        )
     with pytest.raises(ValueError, match="no scene folder"):
         holdout_eval(Path(__file__).parent)
 

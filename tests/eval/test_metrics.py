@@ -42,8 +42,18 @@ def test_hand_computed_values() -> None:
 def test_perfect_prediction() -> None:
     gt = _depth()
     m = depth_metrics(gt.clone(), gt, focus_m=[1.0, 2.0, 4.0])
-    for k in ("absrel", "sqrel", "rmse", "rmse_log", "rmse_log10", "error_slices", "ddff_mse", "ddff_bump",
-              "si_absrel", "ddff_badpix"):
+    for k in (
+        "absrel",
+        "sqrel",
+        "rmse",
+        "rmse_log",
+        "rmse_log10",
+        "error_slices",
+        "ddff_mse",
+        "ddff_bump",
+        "si_absrel",
+        "ddff_badpix",
+    ):
         assert m[k] == pytest.approx(0.0, abs=1e-12), k
     for k in ("delta1", "delta2", "delta3", "si_delta1", "delta1_allpix"):
         assert m[k] == pytest.approx(1.0), k

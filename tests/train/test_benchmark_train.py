@@ -11,12 +11,29 @@ def test_train_procedural_benchmark_short_run(tmp_path: Path) -> None:
     from benchmarks.train_procedural import METRICS, main
 
     out, md = tmp_path / "b.json", tmp_path / "b.md"
-    args = ["--minutes", "0.2", "--scenes", "2", "--speed-steps", "1", "--pool", "4",
-            "--run", str(tmp_path / "run"), "--out", str(out), "--md", str(md)]
+    args = [
+        "--minutes",
+        "0.2",
+        "--scenes",
+        "2",
+        "--speed-steps",
+        "1",
+        "--pool",
+        "4",
+        "--run",
+        str(tmp_path / "run"),
+        "--out",
+        str(out),
+        "--md",
+        str(md),
+    ]
     main(args)
     payload = json.loads(out.read_text())
     assert set(payload["results"]) == {
-        "daifnet-attn w8 trained", "daifnet-attn w8 untrained", "constant (mid range)", "DFF (classical)"
+        "daifnet-attn w8 trained",
+        "daifnet-attn w8 untrained",
+        "constant (mid range)",
+        "DFF (classical)",
     }
     for row in payload["results"].values():
         assert set(row) == set(METRICS)
@@ -50,8 +67,23 @@ def test_ablation_benchmark_short_run(tmp_path: Path) -> None:
     from benchmarks.ablations import main
 
     out, md = tmp_path / "a.json", tmp_path / "a.md"
-    main(["--minutes", "0.1", "--only", "base", "width-4", "--a-scenes", "1", "--runs", str(tmp_path / "r"),
-          "--out", str(out), "--md", str(md)])
+    main(
+        [
+            "--minutes",
+            "0.1",
+            "--only",
+            "base",
+            "width-4",
+            "--a-scenes",
+            "1",
+            "--runs",
+            str(tmp_path / "r"),
+            "--out",
+            str(out),
+            "--md",
+            str(md),
+        ]
+    )
     results = json.loads(out.read_text())["results"]
     assert [r["variant"] for r in results] == ["base", "width-4"]
     for r in results:
@@ -82,11 +114,41 @@ def test_fit_procedural_benchmark_tiny_run(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["rows"] == payload["rows"]
     assert "| 5 | 1 | fit: + noise reference per intensity (default) |" in md.read_text()
     # --merge keeps the other variants' rows and replaces the rerun ones
-    again = main(["--seeds", "5", "--scenes", "1", "--iterations", "2", "--out", str(out), "--md", str(md),
-                  "--variants", "DFF (classical)", "--merge"])
+    again = main(
+        [
+            "--seeds",
+            "5",
+            "--scenes",
+            "1",
+            "--iterations",
+            "2",
+            "--out",
+            str(out),
+            "--md",
+            str(md),
+            "--variants",
+            "DFF (classical)",
+            "--merge",
+        ]
+    )
     assert again["rows"] == payload["rows"]
     with pytest.raises(SystemExit, match="merge"):
-        main(["--seeds", "5", "--scenes", "1", "--iterations", "3", "--out", str(out), "--md", str(md),
-              "--variants", "DFF (classical)", "--merge"])
+        main(
+            [
+                "--seeds",
+                "5",
+                "--scenes",
+                "1",
+                "--iterations",
+                "3",
+                "--out",
+                str(out),
+                "--md",
+                str(md),
+                "--variants",
+                "DFF (classical)",
+                "--merge",
+            ]
+        )
     with pytest.raises(SystemExit):
         main(["--seeds", "5", "6", "--scenes", "1"])

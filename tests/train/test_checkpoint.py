@@ -32,8 +32,16 @@ def test_checkpoint_round_trip_and_contents(tmp_path: Path) -> None:
     cfg, model = tiny()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5)
-    path = save_checkpoint(tmp_path / "run" / "last.pt", model=model, config=cfg, optimizer=opt,
-                           scheduler=sched, step=7, epoch=2, batch_in_epoch=3)
+    path = save_checkpoint(
+        tmp_path / "run" / "last.pt",
+        model=model,
+        config=cfg,
+        optimizer=opt,
+        scheduler=sched,
+        step=7,
+        epoch=2,
+        batch_in_epoch=3,
+    )
     ckpt = load_checkpoint(tmp_path / "run")  # a run folder resolves to its last.pt
     assert ckpt["path"] == str(path)
     assert (ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]) == (7, 2, 3)

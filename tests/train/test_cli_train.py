@@ -12,8 +12,24 @@ from focalstack.train.checkpoint import load_checkpoint
 from focalstack.train.presets import get_preset
 from tests.train.test_trainer import one_thread, scenes  # noqa: F401 (fixtures)
 
-TINY = ["--model.width", "4", "--model.depth", "2", "--crop", "32", "--num-slices", "3", "--batch-size", "2",
-        "--log.tensorboard", "False", "--log.progress", "False", "--device", "cpu"]
+TINY = [
+    "--model.width",
+    "4",
+    "--model.depth",
+    "2",
+    "--crop",
+    "32",
+    "--num-slices",
+    "3",
+    "--batch-size",
+    "2",
+    "--log.tensorboard",
+    "False",
+    "--log.progress",
+    "False",
+    "--device",
+    "cpu",
+]
 
 
 def resolve(args: list[str]):

@@ -26,8 +26,18 @@ from focalstack.utils.io import atomic_write, write_json
 
 #: Columns of the markdown summary (all metrics are in the JSON).
 SUMMARY_KEYS = (
-    "delta1", "absrel", "rmse", "rmse_log", "error_slices", "si_absrel", "si_delta1",
-    "ddff_badpix", "ddff_bump", "aif_psnr", "aif_ssim", "aif_mg",
+    "delta1",
+    "absrel",
+    "rmse",
+    "rmse_log",
+    "error_slices",
+    "si_absrel",
+    "si_delta1",
+    "ddff_badpix",
+    "ddff_bump",
+    "aif_psnr",
+    "aif_ssim",
+    "aif_mg",
 )
 
 
@@ -113,8 +123,9 @@ def evaluate_scene(pred_folder: Path, gt_folder: Path, *, max_depth_m: float | N
             pred, resized = _fit_to(pred[None], tuple(gt.shape), "nearest-exact", f"{pred_folder} depth")
             if resized:
                 notes.append("predicted depth resized to the ground-truth resolution (nearest)")
-            metrics.update(depth_metrics(pred[0], gt, focus_m=scene.get("focus_distances_m"),
-                                         max_depth_m=max_depth_m))
+            metrics.update(
+                depth_metrics(pred[0], gt, focus_m=scene.get("focus_distances_m"), max_depth_m=max_depth_m)
+            )
     pred_aif, gt_aif = pred_folder / "aif.png", gt_folder / "aif.png"
     if pred_aif.is_file():
         pred = read_image(pred_aif)
@@ -189,8 +200,14 @@ def _fmt(v: float | None) -> str:
 def metrics_markdown(report: dict[str, Any], keys: tuple[str, ...] = SUMMARY_KEYS) -> str:
     """Markdown table of an :func:`evaluate_predictions` report (scenes and mean, selected metrics)."""
     present = [k for k in keys if k in report["mean"]]
-    lines = ["# Evaluation", "", report["conventions"] + ".", "",
-             "| scene | " + " | ".join(present) + " |", "|---" * (len(present) + 1) + "|"]
+    lines = [
+        "# Evaluation",
+        "",
+        report["conventions"] + ".",
+        "",
+        "| scene | " + " | ".join(present) + " |",
+        "|---" * (len(present) + 1) + "|",
+    ]
     rows = [(name, s["metrics"]) for name, s in report["scenes"].items()] + [("**mean**", report["mean"])]
     for name, m in rows:
         lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k)) for k in present) + " |")

@@ -181,7 +181,12 @@ def predict_full(
     focus_m = None if stack.focus_m is None else torch.as_tensor(stack.focus_m, dtype=torch.float32)[None]
     focus_m = None if focus_m is None else focus_m.to(dev)
     aif, t = run_tiled(
-        net, stack.images.to(dev), focus_u.to(dev), focus_m=focus_m, tile=tile, overlap=overlap,
+        net,
+        stack.images.to(dev),
+        focus_u.to(dev),
+        focus_m=focus_m,
+        tile=tile,
+        overlap=overlap,
         progress=progress,
     )
     aif, t = aif.cpu(), t.cpu()

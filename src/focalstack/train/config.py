@@ -146,8 +146,12 @@ class TrainConfig:
         rules = [
             ("max_steps", self.max_steps, self.max_steps >= 1, ">= 1"),
             ("time_budget_min", budget, budget is None or budget > 0, "> 0"),
-            ("optim.anneal_to_budget", o.anneal_to_budget, not o.anneal_to_budget or budget is not None,
-             "only with time_budget_min"),
+            (
+                "optim.anneal_to_budget",
+                o.anneal_to_budget,
+                not o.anneal_to_budget or budget is not None,
+                "only with time_budget_min",
+            ),
             ("focus_prior_fade", self.focus_prior_fade, 0 <= self.focus_prior_fade <= 1, "in [0, 1]"),
             ("threads", self.threads, self.threads is None or self.threads >= 1, ">= 1 or None"),
             ("data.batch_size", d.batch_size, d.batch_size >= 1, ">= 1"),

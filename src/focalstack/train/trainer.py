@@ -93,8 +93,13 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
     scenes = {"estimate_blur_scale": d.estimate_blur_scale}
     if d.root == "procedural":
         train: Dataset = ProceduralDataset(
-            d.procedural, d.epoch_length, cfg.seed, crop=d.crop, num_slices=d.num_slices,
-            pool=d.procedural_pool, **common,
+            d.procedural,
+            d.epoch_length,
+            cfg.seed,
+            crop=d.crop,
+            num_slices=d.num_slices,
+            pool=d.procedural_pool,
+            **common,
         )
     else:
         train = SceneFolderDataset(d.root, d.crop, d.num_slices, seed=cfg.seed, **common, **scenes)
@@ -337,7 +342,10 @@ class Trainer:
         self._fit_start = start
         stop_step = min(cfg.max_steps, self.step + steps) if steps is not None else cfg.max_steps
         bar = tqdm(
-            total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,
+            total=cfg.max_steps,
+            initial=self.step,
+            desc="train",
+            dynamic_ncols=True,
             disable=not (self.ctx.is_main and cfg.log.progress),
         )
         last: dict[str, float] = {}
@@ -456,7 +464,11 @@ class Trainer:
             log.log(
                 level,
                 "step %d (rank %d): non-finite loss %.4g or gradient norm %.4g; update skipped (%d so far)",
-                self.step, self.ctx.rank, float(terms["total"].detach()), float(grad_norm), self.skipped,
+                self.step,
+                self.ctx.rank,
+                float(terms["total"].detach()),
+                float(grad_norm),
+                self.skipped,
             )
         self.scaler.update()
         with warnings.catch_warnings():
