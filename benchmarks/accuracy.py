@@ -131,13 +131,19 @@ FIT_ROWS = {
 }
 
 
-def fit_predictor(iterations: int, oracle: bool = False, changes: dict | None = None) -> Predictor:
+def fit_predictor(
+    iterations: int,
+    oracle: bool = False,
+    changes: dict | None = None,
+    losses: list[float] | None = None,
+) -> Predictor:
     """Per-scene fit with the default settings (linear-light re-rendering, sweep init).
 
     ``oracle`` starts it from the true depth and AIF instead: a diagnostic, not a method (it reads
     ground truth). Where the fit then ends shows what the objective itself allows; the gap between it
-    and the normal fit is what the initialisation / optimisation costs. ``changes``: FitConfig ``init``
-    / ``psf`` and LossConfig fields (``benchmarks.fit_procedural.fit_config``).
+    and the normal fit is what the initialisation / optimisation costs. ``changes``: FitConfig and
+    LossConfig fields (``benchmarks.fit_procedural.fit_config``). ``losses``, when given, receives each
+    fit's final objective (the weighted total of its last step).
     """
     from benchmarks.fit_procedural import fit_config
     from focalstack.inference.fit import fit_scene
@@ -151,6 +157,8 @@ def fit_predictor(iterations: int, oracle: bool = False, changes: dict | None = 
             valid = torch.isfinite(gt) & (gt > 0)
             init = {"init_depth_m": torch.where(valid, gt, gt[valid].median()), "init_aif": stack.aif.float()}
         r = fit_scene(stack, cfg, progress=False, **init)
+        if losses is not None:
+            losses.append(r.history[-1]["total"] if r.history else float("nan"))
         return r.depth_m, r.aif
 
     return run
@@ -186,21 +194,30 @@ def main() -> None:
     parser.add_argument("--tta-minutes", type=float, default=5.0)
     parser.add_argument("--fit-iterations", type=int, default=100)
     parser.add_argument(
-        "--finetune-loss", action="append", default=[], metavar="KEY=VALUE",
+        "--finetune-loss",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a LossConfig field of the fine-tuning runs (YAML value), e.g. render_mode=levels",
     )
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "accuracy")
     parser.add_argument("--reuse-runs", action="store_true", help="reuse fine-tuned checkpoints under --runs")
     parser.add_argument(
-        "--fit-only", action="store_true",
+        "--fit-only",
+        action="store_true",
         help="score only the fit rows (the default, its ablations, the diagnostic from the truth); with "
         "--merge, the other rows are kept from the existing --out JSON",
     )
     parser.add_argument(
-        "--fit-rows", nargs="+", choices=list(FIT_ROWS), default=list(FIT_ROWS),
+        "--fit-rows",
+        nargs="+",
+        choices=list(FIT_ROWS),
+        default=list(FIT_ROWS),
         help="which fit rows to score (default: all); with --merge, the others are kept from --out",
     )
-    parser.add_argument("--merge", action="store_true", help="keep rows of other methods from --out (see --fit-only)")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep rows of other methods from --out (see --fit-only)"
+    )
     parser.add_argument("--out", default=str(REPO / "bench_out" / "accuracy.json"))
     parser.add_argument("--md", default=str(REPO / "docs" / "results" / "accuracy.md"))
     args = parser.parse_args()
@@ -217,14 +234,20 @@ def main() -> None:
         for key in args.fit_rows:
             label, changes = FIT_ROWS[key]
             if changes is not ORACLE:
-                rows.append(score(label.format(it=fit_iters), name, stacks, fit_predictor(fit_iters, changes=changes)))
+                rows.append(
+                    score(label.format(it=fit_iters), name, stacks, fit_predictor(fit_iters, changes=changes))
+                )
             elif has_truth:
                 rows.append(score(ORACLE, name, stacks, fit_predictor(fit_iters, oracle=True)))
     if not args.fit_only:
         rows += other_rows(sets, args, train_min, tta_min, loss)
-    methods = ["DFF + focus stacking", *(label.format(it=fit_iters) for label, _ in FIT_ROWS.values()),
-               "shipped model", f"fine-tuned on A train ({train_min:g} min)",
-               f"test-time adaptation ({tta_min:g} min, no GT)"]
+    methods = [
+        "DFF + focus stacking",
+        *(label.format(it=fit_iters) for label, _ in FIT_ROWS.values()),
+        "shipped model",
+        f"fine-tuned on A train ({train_min:g} min)",
+        f"test-time adaptation ({tta_min:g} min, no GT)",
+    ]
     if args.merge:
         rows = merged(args.out, rows, methods, settings_of(args))
     rows.sort(key=lambda r: (r["data"], methods.index(r["method"])))
@@ -259,7 +282,12 @@ def other_rows(sets, args, train_min: float, tta_min: float, loss: dict) -> list
         rows.append(score("DFF + focus stacking", name, stacks, dff_predict))
         rows.append(score("shipped model", name, stacks, network(None)))
     trained = finetune(
-        "default", args.data / "A_train", args.runs / "train_A", train_min, 100_000, reuse=args.reuse_runs,
+        "default",
+        args.data / "A_train",
+        args.runs / "train_A",
+        train_min,
+        100_000,
+        reuse=args.reuse_runs,
         loss=loss,
     )
     for name, stacks in sets.items():

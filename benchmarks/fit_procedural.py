@@ -48,7 +48,10 @@ _WINDOW = {"sweep_penalties": None, **_GAUSS}
 VARIANTS: dict[str, dict | None] = {
     "DFF (classical)": None,
     "fit: SSIM range 1, sRGB blur, DFF init": {
-        "init": "dff", "ssim_range": 1.0, "linear_light": False, **_WINDOW
+        "init": "dff",
+        "ssim_range": 1.0,
+        "linear_light": False,
+        **_WINDOW,
     },
     "fit: + SSIM range 10": {"init": "dff", "linear_light": False, **_WINDOW},
     "fit: + linear-light blur": {"init": "dff", **_WINDOW},
@@ -63,9 +66,11 @@ VARIANTS: dict[str, dict | None] = {
 
 
 def fit_config(iterations: int, changes: dict) -> FitConfig:
-    """The default FitConfig with ``changes`` (``init``, ``psf``, and LossConfig fields) applied."""
+    """The default FitConfig with ``changes`` applied: FitConfig fields (``init``, ``psf``, ``margin``,
+    ...) to it, any other key to its LossConfig."""
     changes = dict(changes)
-    top = {k: changes.pop(k) for k in ("init", "psf") if k in changes}
+    own = {f.name for f in dataclasses.fields(FitConfig)} - {"loss", "iterations"}
+    top = {k: changes.pop(k) for k in own & changes.keys()}
     cfg = FitConfig(iterations=iterations, **top)
     cfg.loss = dataclasses.replace(cfg.loss, **changes)
     return cfg
@@ -121,7 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--iterations", type=int, default=100, help="fit iterations per scale")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--merge", action="store_true",
+        "--merge",
+        action="store_true",
         help="keep the other variants' rows of an existing --out JSON (same seeds, scenes, iterations)",
     )
     parser.add_argument("--out", default=str(REPO / "bench_out" / "fit_procedural.json"))
@@ -129,7 +135,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     check_validation_args(parser, args)
     torch.set_num_threads(args.threads)
-    rows = [r for s, n in zip(args.seeds, args.scenes) for r in score_set(s, n, args.iterations, args.variants)]
+    rows = [
+        r for s, n in zip(args.seeds, args.scenes) for r in score_set(s, n, args.iterations, args.variants)
+    ]
     if args.merge:
         rows = merged(args.out, rows, args)
     table = (

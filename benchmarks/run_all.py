@@ -2,8 +2,9 @@
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
 shipped recipe without its focus prior), shipped weights, per-scene fits on procedural scenes, the
-fit's PSF choice, accuracy protocol (renders its data first when missing) and its figures, ablations,
-held-out-slice evaluation on real stacks, README gallery, README splice. Seeds are fixed in each script.
+fit's PSF choice, accuracy protocol (renders its data first when missing), its figures, the fit's
+AIF-prior ablation on A's train split, ablations, held-out-slice evaluation on real stacks, README
+gallery, README splice. Seeds are fixed in each script.
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ STEPS = [
     ["-m", "benchmarks.fit_procedural"],
     ["-m", "benchmarks.psf_choice"],
     ["scripts/make_accuracy_data.py"],
-    # the settings of the README's accuracy table (all 20 test scenes per set; about 85 min)
+    # the settings of the README's accuracy table (all 20 test scenes per set; 68 min measured)
     ["-m", "benchmarks.accuracy", "--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"],
     ["-m", "benchmarks.accuracy_figures"],
+    ["-m", "benchmarks.fit_validation", "--from-truth"],  # the AIF-prior ablation on A train
     ["-m", "benchmarks.ablations"],
     ["-m", "benchmarks.holdout_real"],
     ["-m", "benchmarks.gallery"],
