@@ -114,41 +114,11 @@ def test_fit_procedural_benchmark_tiny_run(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["rows"] == payload["rows"]
     assert "| 5 | 1 | fit: + noise reference per intensity (default) |" in md.read_text()
     # --merge keeps the other variants' rows and replaces the rerun ones
-    again = main(
-        [
-            "--seeds",
-            "5",
-            "--scenes",
-            "1",
-            "--iterations",
-            "2",
-            "--out",
-            str(out),
-            "--md",
-            str(md),
-            "--variants",
-            "DFF (classical)",
-            "--merge",
-        ]
-    )
+    merge = ["--seeds", "5", "--scenes", "1", "--out", str(out), "--md", str(md)]
+    merge += ["--variants", "DFF (classical)", "--merge"]
+    again = main([*merge, "--iterations", "2"])
     assert again["rows"] == payload["rows"]
     with pytest.raises(SystemExit, match="merge"):
-        main(
-            [
-                "--seeds",
-                "5",
-                "--scenes",
-                "1",
-                "--iterations",
-                "3",
-                "--out",
-                str(out),
-                "--md",
-                str(md),
-                "--variants",
-                "DFF (classical)",
-                "--merge",
-            ]
-        )
+        main([*merge, "--iterations", "3"])
     with pytest.raises(SystemExit):
         main(["--seeds", "5", "6", "--scenes", "1"])
