@@ -173,20 +173,24 @@ def test_time_budget_stops_with_a_checkpoint(scenes: Path, tmp_path: Path) -> No
     assert load_checkpoint(tmp_path / "run")["step"] == 1
 
 
-def test_schedule_anneals_to_the_time_budget(scenes: Path, tmp_path: Path) -> None:
+def test_schedule_anneals_to_the_time_budget(
+    scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With anneal_to_budget the cosine follows the clock: half the budget gone = half the schedule."""
-    import time
+    from focalstack.train import trainer as trainer_module
 
+    # A frozen clock: the step's own run time (slow on a loaded CI machine) must not move the schedule.
+    monkeypatch.setattr(trainer_module.time, "monotonic", lambda: 1000.0)
     cfg = tiny_config(scenes, tmp_path / "run", max_steps=10_000, time_budget_min=1.0)
     cfg.optim.anneal_to_budget = True
     trainer = Trainer(cfg)
-    trainer._fit_start = time.monotonic() - 30.0  # as if fit() had started 30 s ago
+    trainer._fit_start = 1000.0 - 30.0  # as if fit() had started 30 s ago
     trainer.train_step(first_batch(trainer))
     # 30 s of a 1-min budget: the cosine is halfway although only 1 of 10000 steps is done
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(cfg.optim.lr * 0.5, rel=2e-2)
     cfg.optim.anneal_to_budget = False  # without it, the step count alone sets the schedule
     trainer = Trainer(cfg)
-    trainer._fit_start = time.monotonic() - 30.0
+    trainer._fit_start = 1000.0 - 30.0
     trainer.train_step(first_batch(trainer))
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(cfg.optim.lr, rel=1e-3)
 
