@@ -114,16 +114,19 @@ def network(checkpoint: str | Path | None) -> Predictor:
     return lambda stack: predict(stack, model=model)
 
 
-#: Changes of the fit's ablation rows, each adding one to the row above: one noise reference for the
-#: sweep (the default before references per intensity), the Gaussian PSF always (the default before
-#: the PSF choice) and the sweep's windowed errors only (the default before the semi-global sweep).
-SINGLE_NOISE_FIT = {"sweep_noise_levels": 1}
+#: Changes of the fit's ablation rows, each adding one to the row above: the AIF prior throughout the
+#: fit (the paper's way, the default before ``aif_prior="after"``), one noise reference for the sweep
+#: (the default before references per intensity), the Gaussian PSF always (the default before the PSF
+#: choice) and the sweep's windowed errors only (the default before the semi-global sweep).
+JOINT_AIF_FIT = {"aif_prior": "joint"}
+SINGLE_NOISE_FIT = {"sweep_noise_levels": 1, **JOINT_AIF_FIT}
 GAUSSIAN_FIT = {"psf": "gaussian", **SINGLE_NOISE_FIT}
 WINDOW_FIT = {"sweep_penalties": None, **GAUSSIAN_FIT}
 ORACLE = "diagnostic: fit started from the truth (reads GT)"
 #: --fit-rows key -> (row label, changes or ORACLE); the label's ``{it}`` is the iterations per scale.
 FIT_ROWS = {
     "default": ("fit ({it} it/scale)", {}),
+    "joint-aif": ("fit with the AIF prior throughout (the paper's)", JOINT_AIF_FIT),
     "single-noise": ("fit with one noise reference", SINGLE_NOISE_FIT),
     "gaussian": ("fit with the Gaussian PSF", GAUSSIAN_FIT),
     "window": ("fit with the Gaussian PSF, without the semi-global sweep", WINDOW_FIT),

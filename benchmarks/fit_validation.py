@@ -14,8 +14,10 @@ DFF + focus stacking is scored too: the AIF target is relative to it.
 and counts the scenes where the normal fit ends at a *lower* objective than that: there the objective,
 not the start, keeps the fit from the truth.
 
-Without ``--variant`` it runs the AIF-prior ablation: the default fit, and the fit without the paper's
-AIF-vs-coarse-AIF term (``aif_weight=0``), whose pull towards the slices' residual blur biases depth.
+Without ``--variant`` it runs the AIF-prior ablation: the default fit (the paper's AIF-vs-coarse-AIF term
+only in a last AIF-only stage, ``FitConfig.aif_prior="after"``), the fit with the term throughout
+(``"joint"``, whose pull towards the slices' residual blur biases depth) and the fit without it
+(``aif_weight=0``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,11 @@ from focalstack.inference.baselines import dff_predict
 DFF = "DFF + focus stacking"
 FROM_TRUTH = "from the truth (reads GT)"
 #: The ablation run without --variant.
-DEFAULT_VARIANTS = {"fit (default)": {}, "fit without the AIF prior": {"aif_weight": 0.0}}
+DEFAULT_VARIANTS = {
+    "fit (default: AIF prior after the depth)": {},
+    "fit with the AIF prior throughout (the paper's)": {"aif_prior": "joint"},
+    "fit without the AIF prior": {"aif_weight": 0.0},
+}
 COLUMNS = [
     "method",
     "scenes",

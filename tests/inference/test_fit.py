@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -78,7 +79,30 @@ def test_fit_recovers_depth_and_aif(psf: str) -> None:
     assert psnr(result.aif, stack.aif) > 35.0
     assert psnr(result.rerendered, stack.images) > 35.0
     assert {"width", "step", "blur_scale", "recon", "total"} <= set(result.history[-1])
-    assert result.history[-1]["total"] < result.history[40]["total"]  # the fine scale also improves
+    # 40 steps per scale, then 40 of the AIF alone (aif_prior "after"), each improving on its start
+    assert len(result.history) == 120
+    assert result.history[79]["total"] < result.history[40]["total"]  # the fine scale also improves
+    assert result.history[-1]["total"] < result.history[80]["total"]
+
+
+def test_aif_prior_after_keeps_the_depth_of_a_fit_without_it() -> None:
+    """aif_prior "after" fits depth exactly as without the coarse-AIF term, then refits the AIF alone."""
+    stack = synthetic_stack(16)
+    cfg = FitConfig(init="constant", scales=(1,), iterations=10)
+    without = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, aif_weight=0.0))
+    after, joint = fit_scene(stack, cfg, progress=False), fit_scene(stack, without, progress=False)
+    torch.testing.assert_close(after.depth_m, joint.depth_m, rtol=0, atol=0)
+    assert not torch.equal(after.aif, joint.aif)
+    assert [h["aif"] for h in after.history[:10]] == [0.0] * 10 and after.history[10]["aif"] > 0
+    assert after.history[-1]["aif"] < after.history[10]["aif"]  # the refit AIF moves towards the prior
+    paper = fit_scene(
+        stack, FitConfig(init="constant", scales=(1,), iterations=10, aif_prior="joint"), progress=False
+    )
+    assert len(paper.history) == 10 and not torch.equal(paper.depth_m, after.depth_m)
+    # with no coarse-AIF term there is nothing to refit: both schedules are the same fit
+    no_prior = fit_scene(stack, dataclasses.replace(without, aif_prior="joint"), progress=False)
+    torch.testing.assert_close(no_prior.depth_m, joint.depth_m, rtol=0, atol=0)
+    assert len(joint.history) == 10
 
 
 def test_fit_recovers_blur_scale() -> None:
@@ -147,7 +171,15 @@ def test_bad_inputs_raise() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"init": "median"}, {"lr": 0.0}, {"scales": ()}, {"scales": (0,)}, {"iterations": -1}]
+    "kwargs",
+    [
+        {"init": "median"},
+        {"lr": 0.0},
+        {"scales": ()},
+        {"scales": (0,)},
+        {"iterations": -1},
+        {"aif_prior": "both"},
+    ],
 )
 def test_bad_config_raises(kwargs) -> None:
     with pytest.raises(ValueError):
