@@ -265,12 +265,15 @@ def merged(path: str, new: list[dict], methods: list[str], settings: dict[str, s
     """``new`` plus the rows of ``path`` whose method is a current label not in ``new`` (same sets/scenes).
 
     Raises:
-        SystemExit: the existing file was run with another data folder, scene limit or fit iterations.
+        SystemExit: the existing file was run with another data folder, scene limit, fit iterations or
+            training minutes (these are in the row labels: rows that do not match would be dropped).
     """
     old = json.loads(Path(path).read_text())
-    same = ("data", "limit", "quick", "fit_iterations")
-    if any(old["args"].get(k) != settings[k] for k in same):
-        raise SystemExit(f"--merge: {path} was run with other {', '.join(same)}")
+    same = ("data", "limit", "quick", "fit_iterations", "train_minutes", "tta_minutes")
+    differ = [k for k in same if old["args"].get(k) != settings[k]]
+    if differ:
+        got = ", ".join(f"{k} {old['args'].get(k)} (now {settings[k]})" for k in differ)
+        raise SystemExit(f"--merge: {path} was run with other settings: {got}")
     done = {(r["data"], r["method"]) for r in new}
     keep = [r for r in old["rows"] if r["method"] in methods and (r["data"], r["method"]) not in done]
     return keep + new

@@ -41,8 +41,10 @@ from focalstack.inference.fit import FitConfig, fit_scene
 
 #: name -> changes to the default FitConfig (None: classical DFF, no fit). Rows before the disc PSF
 #: re-render with the Gaussian, rows before the semi-global sweep switch it off
-#: (``sweep_penalties=None``), so each row adds one change to the one above.
-_ONE_NOISE = {"sweep_noise_levels": 1}
+#: (``sweep_penalties=None``), rows before the last keep the AIF prior throughout the fit
+#: (``aif_prior="joint"``), so each row adds one change to the one above.
+_JOINT_AIF = {"aif_prior": "joint"}
+_ONE_NOISE = {"sweep_noise_levels": 1, **_JOINT_AIF}
 _GAUSS = {"psf": "gaussian", **_ONE_NOISE}
 _WINDOW = {"sweep_penalties": None, **_GAUSS}
 VARIANTS: dict[str, dict | None] = {
@@ -61,7 +63,8 @@ VARIANTS: dict[str, dict | None] = {
     "fit: + semi-global sweep": _GAUSS,
     "fit: + disc PSF": {"psf": "disc", **_ONE_NOISE},
     "fit: + PSF chosen per stack": _ONE_NOISE,
-    "fit: + noise reference per intensity (default)": {},
+    "fit: + noise reference per intensity": _JOINT_AIF,
+    "fit: + AIF prior after the depth (default)": {},
 }
 
 

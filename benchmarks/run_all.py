@@ -1,4 +1,5 @@
-"""``make bench``: rerun every benchmark and refresh the README tables (about 4.5 h on 2 CPU cores).
+"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 5 h on 2 CPU cores;
+never timed end to end).
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
 shipped recipe without its focus prior), shipped weights, per-scene fits on procedural scenes, the
@@ -50,7 +51,8 @@ STEPS = [
     ["-m", "benchmarks.fit_procedural"],
     ["-m", "benchmarks.psf_choice"],
     ["scripts/make_accuracy_data.py"],
-    # the settings of the README's accuracy table (all 20 test scenes per set; 68 min measured)
+    # the settings of the README's accuracy table (all 20 test scenes per set; 68 min measured before
+    # the fit's AIF-only stage and its ablation row, which add about 25 min of fits)
     ["-m", "benchmarks.accuracy", "--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"],
     ["-m", "benchmarks.accuracy_figures"],
     ["-m", "benchmarks.fit_validation", "--from-truth"],  # the AIF-prior ablation on A train

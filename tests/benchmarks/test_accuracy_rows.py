@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from benchmarks.accuracy import FIT_ROWS, ORACLE
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.accuracy import FIT_ROWS, ORACLE, merged, settings_of
 from benchmarks.fit_procedural import fit_config
 from focalstack.inference.fit import FitConfig
 
 
 def test_fit_rows_each_undo_one_more_default() -> None:
     default = FitConfig(iterations=2)
-    assert fit_config(2, FIT_ROWS["default"][1]) == default
+    assert fit_config(2, FIT_ROWS["default"][1]) == default and default.aif_prior == "after"
+    assert fit_config(2, FIT_ROWS["joint-aif"][1]) == dataclasses.replace(default, aif_prior="joint")
     single = fit_config(2, FIT_ROWS["single-noise"][1])
     assert single.loss.sweep_noise_levels == 1 < default.loss.sweep_noise_levels and single.psf == "auto"
+    assert single.aif_prior == "joint"
     gaussian = fit_config(2, FIT_ROWS["gaussian"][1])
     assert (gaussian.psf, gaussian.loss.sweep_noise_levels) == ("gaussian", 1)
     assert gaussian.loss.sweep_penalties == default.loss.sweep_penalties
@@ -19,3 +28,20 @@ def test_fit_rows_each_undo_one_more_default() -> None:
     assert (window.psf, window.loss.sweep_penalties) == ("gaussian", None)
     assert FIT_ROWS["oracle"] == (ORACLE, ORACLE)
     assert FIT_ROWS["default"][0].format(it=30) == "fit (30 it/scale)"
+
+
+def test_merge_keeps_other_rows_and_refuses_other_settings(tmp_path: Path) -> None:
+    """--merge keeps the rows it does not rerun; settings that change row labels must match."""
+    args = {"data": "d", "limit": None, "quick": False, "fit_iterations": 30, "train_minutes": 4.0}
+    args["tta_minutes"] = 2.0
+    old = [{"data": "A", "method": m} for m in ("fit (30 it/scale)", "fine-tuned on A train (4 min)")]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"args": settings_of(argparse.Namespace(**args)), "rows": old}))
+    new = [{"data": "A", "method": "fit (30 it/scale)", "new": True}]
+    methods = ["fit (30 it/scale)", "fine-tuned on A train (4 min)"]
+    rows = merged(str(path), new, methods, settings_of(argparse.Namespace(**args)))
+    assert sorted(r["method"] for r in rows) == sorted(methods) and new[0] in rows
+    # with other fine-tuning minutes the kept rows' labels would not match, and they would be lost
+    other = settings_of(argparse.Namespace(**{**args, "train_minutes": 10.0}))
+    with pytest.raises(SystemExit, match="train_minutes"):
+        merged(str(path), new, methods, other)

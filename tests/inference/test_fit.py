@@ -226,6 +226,19 @@ def test_fit_command_single_scene_with_overrides(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "recon.png").is_file()  # re-rendered with the fitted nominal camera
 
 
+def test_fit_command_parses_the_fit_options() -> None:
+    import tyro
+
+    from focalstack.cli.fit import FitCommand
+
+    args = ["SCENE", "--fit.aif-prior", "joint", "--fit.psf", "disc", "--fit.loss.sweep-penalties", "None"]
+    cmd = tyro.cli(FitCommand, args=args)
+    assert (cmd.fit.aif_prior, cmd.fit.psf, cmd.fit.loss.sweep_penalties) == ("joint", "disc", None)
+    assert tyro.cli(FitCommand, args=["SCENE"]).fit == FitConfig()
+    with pytest.raises(SystemExit):
+        tyro.cli(FitCommand, args=["SCENE", "--fit.aif-prior", "sometimes"])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fit_on_cuda_matches_the_cpu() -> None:
     """The whole default fit (PSF choice, noise-corrected semi-global sweep, Adam) runs on the GPU."""

@@ -101,9 +101,11 @@ def test_fit_procedural_benchmark_tiny_run(tmp_path: Path) -> None:
     assert methods == list(VARIANTS)
     first = fit_config(2, VARIANTS["fit: SSIM range 1, sRGB blur, DFF init"])
     assert (first.init, first.loss.ssim_range, first.loss.linear_light) == ("dff", 1.0, False)
-    default = VARIANTS["fit: + noise reference per intensity (default)"]
+    default = VARIANTS["fit: + AIF prior after the depth (default)"]
     assert fit_config(2, default) == FitConfig(iterations=2)
+    assert fit_config(2, VARIANTS["fit: + noise reference per intensity"]).aif_prior == "joint"
     assert fit_config(2, VARIANTS["fit: + PSF chosen per stack"]).loss.sweep_noise_levels == 1
+    assert fit_config(2, VARIANTS["fit: + PSF chosen per stack"]).aif_prior == "joint"
     semi_global = fit_config(2, VARIANTS["fit: + semi-global sweep"])
     assert semi_global.psf == "gaussian"
     assert semi_global.loss.sweep_penalties == FitConfig().loss.sweep_penalties
@@ -112,7 +114,7 @@ def test_fit_procedural_benchmark_tiny_run(tmp_path: Path) -> None:
     for row in payload["rows"]:
         assert 0.0 <= row["delta1"] <= 1.0 and row["absrel"] >= 0.0 and row["error_slices"] >= 0.0
     assert json.loads(out.read_text())["rows"] == payload["rows"]
-    assert "| 5 | 1 | fit: + noise reference per intensity (default) |" in md.read_text()
+    assert "| 5 | 1 | fit: + AIF prior after the depth (default) |" in md.read_text()
     # --merge keeps the other variants' rows and replaces the rerun ones
     merge = ["--seeds", "5", "--scenes", "1", "--out", str(out), "--md", str(md)]
     merge += ["--variants", "DFF (classical)", "--merge"]
