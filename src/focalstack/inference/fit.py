@@ -451,7 +451,10 @@ def fit_scene(
     aif = prev_size = None
     sizes = _scale_sizes((H, W), cfg)
     refit_aif = cfg.aif_prior == "after" and cfg.loss.aif_weight > 0
-    joint = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, aif_weight=0.0)) if refit_aif else cfg
+    # with the AIF refitted after, the depth-and-AIF stages leave the coarse-AIF term out
+    depth_cfg = (
+        dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, aif_weight=0.0)) if refit_aif else cfg
+    )
     total = cfg.iterations * (len(sizes) + refit_aif)
     with tqdm(total=total, desc=f"fit {stack.name}", disable=not progress) as bar:
         for size in sizes:
@@ -461,7 +464,7 @@ def fit_scene(
                 # The coarser fit plus the detail of the guide image that the coarser grid could not hold.
                 guide_k = _resize(aif, size) + guide_k - _resize(_resize(guide_k, prev_size), size)
             z, aif_logit = _resize(z.detach(), size), _logit(guide_k)
-            _optimise(inputs, z, aif_logit, log_scale, joint, history, bar)
+            _optimise(inputs, z, aif_logit, log_scale, depth_cfg, history, bar)
             aif, prev_size = torch.sigmoid(aif_logit.detach()), size
         if refit_aif:
             aif_logit = _logit(aif)
