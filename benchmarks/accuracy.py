@@ -38,16 +38,22 @@ Predictor = Callable[[FocalStack], tuple[torch.Tensor, torch.Tensor]]
 def test_sets(data_root: Path, limit: int | None) -> dict[str, list[FocalStack]]:
     """Load the test stacks (every scene folder of each set; ``limit`` caps the count per set)."""
     sets = {"A": data_root / "A_test", "A'": data_root / "Aprime_test"}
-    out: dict[str, list[FocalStack]] = {}
-    for name, folder in sets.items():
-        if not folder.is_dir():
-            raise SystemExit(f"{folder} is missing: run `python scripts/make_accuracy_data.py` first")
-        scenes = sorted(p for p in folder.iterdir() if (p / "scene.json").is_file())[:limit]
-        out[name] = [_load(p) for p in scenes]
+    out = {name: [_load(p) for p in scene_folders(folder)[:limit]] for name, folder in sets.items()}
     antinous = SHARED / "lightfield" / "antinous_stack"
     if antinous.is_dir():
         out["B"] = [_load(antinous)]
     return out
+
+
+def scene_folders(folder: Path) -> list[Path]:
+    """The scene folders (with a scene.json) of an accuracy set, in name order.
+
+    Raises:
+        SystemExit: the set has not been rendered.
+    """
+    if not folder.is_dir():
+        raise SystemExit(f"{folder} is missing: run `python scripts/make_accuracy_data.py` first")
+    return sorted(p for p in folder.iterdir() if (p / "scene.json").is_file())
 
 
 def _load(folder: Path) -> FocalStack:

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from benchmarks._common import REPO, machine_info, markdown_table, save
-from benchmarks.accuracy import fit_predictor, score
+from benchmarks.accuracy import fit_predictor, scene_folders, score
 from focalstack.data.stack import FocalStack
 from focalstack.inference.baselines import dff_predict
 
@@ -76,9 +76,7 @@ def train_scenes(folder: Path, stride: int, offset: int) -> list[FocalStack]:
     Raises:
         SystemExit: the folder is missing or holds no scene.
     """
-    if not folder.is_dir():
-        raise SystemExit(f"{folder} is missing: run `python scripts/make_accuracy_data.py` first")
-    scenes = sorted(p for p in folder.iterdir() if (p / "scene.json").is_file())[offset::stride]
+    scenes = scene_folders(folder)[offset::stride]
     if not scenes:
         raise SystemExit(f"no scene in {folder}[{offset}::{stride}]")
     return [FocalStack.load(p) for p in scenes]
