@@ -17,7 +17,8 @@ not the start, keeps the fit from the truth.
 Without ``--variant`` it runs the AIF-prior ablation: the default fit (the paper's AIF-vs-coarse-AIF term
 only in a last AIF-only stage, ``FitConfig.aif_prior="after"``), the fit with the term throughout
 (``"joint"``, whose pull towards the slices' residual blur biases depth) and the fit without it
-(``aif_weight=0``).
+(``aif_weight=0``). ``--steps`` compares step schedules instead: the default (the same steps at every
+scale) and ``step_growth=2`` (``iterations * k**2`` steps at a scale k times smaller).
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ DEFAULT_VARIANTS = {
     "fit (default: AIF prior after the depth)": {},
     "fit with the AIF prior throughout (the paper's)": {"aif_prior": "joint"},
     "fit without the AIF prior": {"aif_weight": 0.0},
+}
+#: The step-schedule comparison (--steps).
+STEP_VARIANTS = {
+    "fit (default: the same steps at every scale)": {},
+    "fit with steps x k^2 at scale 1/k (step_growth 2)": {"step_growth": 2.0},
 }
 COLUMNS = [
     "method",
@@ -125,24 +131,37 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="also fit each variant from the true depth and AIF (a diagnostic that reads ground truth)",
     )
+    parser.add_argument(
+        "--steps", action="store_true", help="compare step schedules instead of the AIF-prior ablation"
+    )
     parser.add_argument("--data", type=Path, default=REPO / "data" / "accuracy" / "A_train")
     parser.add_argument("--stride", type=int, default=7)
     parser.add_argument("--offset", type=int, default=2)
-    parser.add_argument("--iterations", type=int, default=30, help="fit iterations per scale (the table's)")
-    parser.add_argument("--out", default=str(REPO / "bench_out" / "fit_validation.json"))
-    parser.add_argument("--md", default=str(REPO / "docs" / "results" / "fit_validation.md"))
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=30,
+        help="fit iterations (at full size; per scale for step_growth 0)",
+    )
+    parser.add_argument("--out", help="JSON (default bench_out/fit_validation[_steps].json)")
+    parser.add_argument("--md", help="markdown (default docs/results/fit_validation[_steps].md)")
     args = parser.parse_args(argv)
+    stem = "fit_validation_steps" if args.steps else "fit_validation"
+    args.out = args.out or str(REPO / "bench_out" / f"{stem}.json")
+    args.md = args.md or str(REPO / "docs" / "results" / f"{stem}.md")
     if args.stride < 1 or args.offset < 0:
         parser.error("need --stride >= 1 and --offset >= 0")
     try:
-        variants = {n: parse_variant(n, s) for n, s in args.variant} if args.variant else DEFAULT_VARIANTS
+        default = STEP_VARIANTS if args.steps else DEFAULT_VARIANTS
+        variants = {n: parse_variant(n, s) for n, s in args.variant} if args.variant else default
     except ValueError as err:
         parser.error(str(err))
     torch.set_num_threads(2)
     stacks = train_scenes(args.data, args.stride, args.offset)
     rows = scored_rows(stacks, variants, args.iterations, args.from_truth)
     table = (
-        f"Per-scene fit ({args.iterations} it/scale) on accuracy set A's train split, scenes "
+        f"Per-scene fit ({args.iterations} it{' at full size' if args.steps else '/scale'}) on accuracy "
+        "set A's train split, scenes "
         f"[{args.offset}::{args.stride}] ({len(stacks)}), mean per scene; AIF PSNR against the true AIF; "
         "final_loss: the objective at the fit's last step; below_truth: scenes where it is lower than "
         f"where the fit {FROM_TRUTH} ends.\n\n" + markdown_table(rows, COLUMNS)

@@ -4,7 +4,7 @@ never timed end to end).
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
 shipped recipe without its focus prior), shipped weights, per-scene fits on procedural scenes, the
 fit's PSF choice, accuracy protocol (renders its data first when missing), its figures, the fit's
-AIF-prior ablation on A's train split, ablations, held-out-slice evaluation on real stacks, README
+AIF-prior ablation and step schedule on A's train split, ablations, held-out-slice evaluation on real stacks, README
 gallery, README splice. Seeds are fixed in each script.
 """
 
@@ -56,6 +56,7 @@ STEPS = [
     ["-m", "benchmarks.accuracy", "--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"],
     ["-m", "benchmarks.accuracy_figures"],
     ["-m", "benchmarks.fit_validation", "--from-truth"],  # the AIF-prior ablation on A train
+    ["-m", "benchmarks.fit_validation", "--steps"],  # the step schedule on A train
     ["-m", "benchmarks.ablations"],
     ["-m", "benchmarks.holdout_real"],
     ["-m", "benchmarks.gallery"],

@@ -18,6 +18,9 @@ def test_fit_rows_each_undo_one_more_default() -> None:
     default = FitConfig(iterations=2)
     assert fit_config(2, FIT_ROWS["default"][1]) == default and default.aif_prior == "after"
     assert fit_config(2, FIT_ROWS["joint-aif"][1]) == dataclasses.replace(default, aif_prior="joint")
+    # not an ablation but a measured alternative: more steps at coarse scales
+    assert default.step_growth == 0.0
+    assert fit_config(2, FIT_ROWS["coarse-steps"][1]) == dataclasses.replace(default, step_growth=2.0)
     single = fit_config(2, FIT_ROWS["single-noise"][1])
     assert single.loss.sweep_noise_levels == 1 < default.loss.sweep_noise_levels and single.psf == "auto"
     assert single.aif_prior == "joint"

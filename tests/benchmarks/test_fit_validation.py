@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.fit_procedural import fit_config
-from benchmarks.fit_validation import DFF, FROM_TRUTH, main, parse_variant, train_scenes
+from benchmarks.fit_validation import DFF, FROM_TRUTH, STEP_VARIANTS, main, parse_variant, train_scenes
 from tests.inference.test_fit import synthetic_stack
 
 
@@ -69,3 +69,23 @@ def test_main_scores_dff_and_each_variant_on_the_chosen_scenes(tmp_path: Path) -
     assert rows["base"]["below_truth"] == f"{lower} / 1"
     assert json.loads(out.read_text())["rows"][3]["method"] == "no prior"
     assert "[1::2] (1)" in md.read_text()
+
+
+def test_steps_compares_the_step_schedules(tmp_path: Path) -> None:
+    synthetic_stack(size=32, psf="disc").save(tmp_path / "A_train" / "s0")
+    out, md = tmp_path / "s.json", tmp_path / "s.md"
+    args = [
+        "--data",
+        str(tmp_path / "A_train"),
+        "--stride",
+        "1",
+        "--offset",
+        "0",
+        "--iterations",
+        "1",
+        "--steps",
+    ]
+    payload = main([*args, "--out", str(out), "--md", str(md)])
+    assert [r["method"] for r in payload["rows"]] == [DFF, *STEP_VARIANTS]
+    assert [r["changes"] for r in payload["rows"][1:]] == [{}, {"step_growth": 2.0}]
+    assert "1 it at full size" in md.read_text()

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from focalstack.data.stack import FocalStack
-from focalstack.inference.fit import FitConfig, choose_psf, fit_scene, resolve_camera
+from focalstack.inference.fit import FitConfig, choose_psf, fit_scene, resolve_camera, scale_steps
 from focalstack.losses import LossConfig
 from focalstack.optics import ThinLens, depth_to_sigma_px, render_stack
 from focalstack.utils.color import linear_to_srgb, srgb_to_linear
@@ -80,9 +80,21 @@ def test_fit_recovers_depth_and_aif(psf: str) -> None:
     assert psnr(result.rerendered, stack.images) > 35.0
     assert {"width", "step", "blur_scale", "recon", "total"} <= set(result.history[-1])
     # 40 steps per scale, then 40 of the AIF alone (aif_prior "after"), each improving on its start
-    assert len(result.history) == 120
+    assert [h["width"] for h in result.history] == [16] * 40 + [32] * 80
     assert result.history[79]["total"] < result.history[40]["total"]  # the fine scale also improves
     assert result.history[-1]["total"] < result.history[80]["total"]
+
+
+def test_coarser_scales_get_more_steps() -> None:
+    """A scale k times smaller than the last gets iterations * k ** step_growth steps."""
+    sizes = [(13, 20), (26, 40), (52, 80)]
+    assert scale_steps(sizes, FitConfig(iterations=30)) == [30, 30, 30]  # the default: the same
+    assert scale_steps(sizes, FitConfig(iterations=30, step_growth=1.0)) == [120, 60, 30]
+    assert scale_steps(sizes, FitConfig(iterations=30, step_growth=2.0)) == [480, 120, 30]
+    assert scale_steps([(52, 80)], FitConfig(iterations=7)) == [7]  # a single scale: the iterations
+    cfg = FitConfig(init="constant", scales=(2, 1), iterations=3, step_growth=1.0, aif_prior="joint")
+    widths = [h["width"] for h in fit_scene(synthetic_stack(), cfg, progress=False).history]
+    assert widths == [16] * 6 + [32] * 3
 
 
 def test_aif_prior_after_keeps_the_depth_of_a_fit_without_it() -> None:
@@ -179,6 +191,8 @@ def test_bad_inputs_raise() -> None:
         {"scales": (0,)},
         {"iterations": -1},
         {"aif_prior": "both"},
+        {"step_growth": -1.0},
+        {"step_growth": 5.0},
     ],
 )
 def test_bad_config_raises(kwargs) -> None:
@@ -232,8 +246,9 @@ def test_fit_command_parses_the_fit_options() -> None:
     from focalstack.cli.fit import FitCommand
 
     args = ["SCENE", "--fit.aif-prior", "joint", "--fit.psf", "disc", "--fit.loss.sweep-penalties", "None"]
-    cmd = tyro.cli(FitCommand, args=args)
+    cmd = tyro.cli(FitCommand, args=[*args, "--fit.step-growth", "2"])
     assert (cmd.fit.aif_prior, cmd.fit.psf, cmd.fit.loss.sweep_penalties) == ("joint", "disc", None)
+    assert cmd.fit.step_growth == 2.0
     assert tyro.cli(FitCommand, args=["SCENE"]).fit == FitConfig()
     with pytest.raises(SystemExit):
         tyro.cli(FitCommand, args=["SCENE", "--fit.aif-prior", "sometimes"])

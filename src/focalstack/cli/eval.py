@@ -46,7 +46,7 @@ class EvalCommand:
     align: bool = False
     """Held-out mode: align the slices first (hand-held stacks, focus breathing); crops to the common area."""
     fit_iterations: int | None = None
-    """Held-out mode, method fit: Adam steps per scale (default: FitConfig's)."""
+    """Held-out mode, method fit: Adam steps at full size (``FitConfig.iterations``; default: its own)."""
     device: str = "cpu"
     """Torch device for network / fit."""
     out: Path = Path("eval")
