@@ -1,4 +1,4 @@
-"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 5 h on 2 CPU cores;
+"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 6 h on 2 CPU cores;
 never timed end to end).
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
@@ -52,7 +52,8 @@ STEPS = [
     ["-m", "benchmarks.psf_choice"],
     ["scripts/make_accuracy_data.py"],
     # the settings of the README's accuracy table (all 20 test scenes per set; 68 min measured before
-    # the fit's AIF-only stage and its ablation row, which add about 25 min of fits)
+    # the fit's AIF-only stage and its ablation row, which add about 25 min of fits, and the
+    # step_growth 2 row: 53 min measured on a day this machine ran at half speed)
     ["-m", "benchmarks.accuracy", "--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"],
     ["-m", "benchmarks.accuracy_figures"],
     ["-m", "benchmarks.fit_validation", "--from-truth"],  # the AIF-prior ablation on A train
