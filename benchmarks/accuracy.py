@@ -35,12 +35,14 @@ SHARED = REPO.parent / "shared" / "data"
 Predictor = Callable[[FocalStack], tuple[torch.Tensor, torch.Tensor]]
 
 
-def test_sets(data_root: Path, limit: int | None) -> dict[str, list[FocalStack]]:
-    """Load the test stacks (every scene folder of each set; ``limit`` caps the count per set)."""
+def test_sets(
+    data_root: Path, limit: int | None, names: tuple[str, ...] = ("A", "A'", "B")
+) -> dict[str, list[FocalStack]]:
+    """Load the test stacks of the sets ``names`` (every scene folder; ``limit`` caps the count per set)."""
     sets = {"A": data_root / "A_test", "A'": data_root / "Aprime_test"}
-    out = {name: [_load(p) for p in scene_folders(folder)[:limit]] for name, folder in sets.items()}
+    out = {n: [_load(p) for p in scene_folders(sets[n])[:limit]] for n in names if n in sets}
     antinous = SHARED / "lightfield" / "antinous_stack"
-    if antinous.is_dir():
+    if "B" in names and antinous.is_dir():
         out["B"] = [_load(antinous)]
     return out
 
@@ -244,7 +246,7 @@ def main() -> None:
     limit = 2 if args.quick else args.limit
     train_min, tta_min = (0.2, 0.2) if args.quick else (args.train_minutes, args.tta_minutes)
     fit_iters = 10 if args.quick else args.fit_iterations
-    sets = {k: v for k, v in test_sets(args.data, limit).items() if k in args.sets}
+    sets = test_sets(args.data, limit, tuple(args.sets))
     loss = key_values(args.finetune_loss, "--finetune-loss")
 
     rows = []

@@ -483,13 +483,21 @@ def fit_scene(
                 # The coarser fit plus the detail of the guide image that the coarser grid could not hold.
                 guide_k = _resize(aif, size) + guide_k - _resize(_resize(guide_k, prev_size), size)
             z, aif_logit = _resize(z.detach(), size), _logit(guide_k)
-            _optimise(
-                inputs, z, aif_logit, log_scale, dataclasses.replace(depth_cfg, iterations=n), history, bar
-            )
+            _optimise(inputs, z, aif_logit, log_scale, depth_cfg, n, history, bar)
             aif, prev_size = torch.sigmoid(aif_logit.detach()), size
         if refit_aif:
             aif_logit = _logit(aif)
-            _optimise(inputs, z.detach(), aif_logit, log_scale.detach(), cfg, history, bar, fit_depth=False)
+            _optimise(
+                inputs,
+                z.detach(),
+                aif_logit,
+                log_scale.detach(),
+                cfg,
+                cfg.iterations,
+                history,
+                bar,
+                fit_depth=False,
+            )
             aif = torch.sigmoid(aif_logit.detach())
 
     with torch.no_grad():
@@ -513,12 +521,13 @@ def _optimise(
     aif_logit: torch.Tensor,
     log_scale: torch.Tensor,
     cfg: FitConfig,
+    steps: int,
     history: list[dict[str, float]],
     bar: tqdm,
     *,
     fit_depth: bool = True,
 ) -> None:
-    """Adam on one scale, updating the logits (and the log blur scale) in place.
+    """``steps`` of Adam on one scale, updating the logits (and the log blur scale) in place.
 
     ``fit_depth=False`` updates the AIF logit only: depth and blur scale stay as they are.
     """
@@ -526,9 +535,9 @@ def _optimise(
     if fit_depth:
         params += [z.requires_grad_(True)] + ([log_scale] if cfg.estimate_blur_scale else [])
     opt = torch.optim.Adam(params, lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.iterations, 1), eta_min=0.1 * cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=0.1 * cfg.lr)
     width = inputs["stack"].shape[-1]
-    for step in range(cfg.iterations):
+    for step in range(steps):
         depth = t_to_depth(torch.sigmoid(z), inputs["depth_range_m"])
         outputs = {"aif": torch.sigmoid(aif_logit), "depth_m": depth}
         terms = self_supervised_losses(inputs, outputs, cfg.loss, blur_scale=log_scale.exp())
