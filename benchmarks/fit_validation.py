@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = scored_rows(stacks, variants, args.iterations, args.from_truth)
     table = (
         f"Per-scene fit ({args.iterations} it{' at full size' if args.steps else '/scale'}) on accuracy "
-        "set A's train split, scenes "
+        f"set {args.data.name.removesuffix('_train')}'s train split, scenes "
         f"[{args.offset}::{args.stride}] ({len(stacks)}), mean per scene; AIF PSNR against the true AIF; "
         "final_loss: the objective at the fit's last step; below_truth: scenes where it is lower than "
         f"where the fit {FROM_TRUTH} ends.\n\n" + markdown_table(rows, COLUMNS)

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"procedural, seed {s}": heldout_scenes(n, ProceduralConfig(), seed=s)
         for s, n in zip(args.seeds, args.scenes)
     }
-    sets.update(test_sets(args.data, args.limit))
+    sets.update(test_sets(args.data, args.limit, ("A", "A'", "B")))
     rows = [summary(name, choices(stacks, name)) for name, stacks in sets.items()]
     cols = ["set", "scenes", "rendered with", "chose disc", "chose gaussian", "correct"]
     note = (

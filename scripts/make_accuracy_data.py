@@ -9,6 +9,8 @@ Sets (written under ``--out``, default ``data/accuracy/``, which is not committe
   object borders would otherwise turn into blotches.
 - ``Aprime_train/``, ``Aprime_test/`` (A'): the same scenes through the paper's own model: per-pixel
   scatter, Gaussian PSF, 7 x 7 kernel, blur of the sRGB values, no noise, 8-bit.
+- ``A0_train/``, ``A0_test/`` (A0, an ablation, not a test set of the issue): A without its sensor noise
+  (still 8-bit), to measure what the noise costs.
 
 Scenes follow the committed split files ``benchmarks/splits/dfd_indoor_{train,test}.txt``. Every stack
 is rendered by :func:`focalstack.data.synth.synthesize_rgbd` (the path of ``focalstack synth`` and
@@ -47,6 +49,7 @@ SETS: dict[str, dict[str, Any]] = {
     ),
     "Aprime": dict(model="scatter", psf="gaussian", kernel_size=7, linear_light=False, noise=None),
 }
+SETS["A0"] = {**SETS["A"], "noise": NoiseConfig(quantize_bits=8)}
 
 
 def _splits(folder: Path) -> dict[str, str]:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.accuracy import FIT_ROWS, ORACLE, merged, settings_of
+from benchmarks.accuracy import FIT_ROWS, ORACLE, merged, set_fit_rows, settings_of
+from benchmarks.accuracy import test_sets as load_test_sets  # not a test: pytest would collect it
 from benchmarks.fit_procedural import fit_config
 from focalstack.inference.fit import FitConfig
+from tests.inference.test_fit import synthetic_stack
 
 
 def test_fit_rows_each_undo_one_more_default() -> None:
@@ -48,3 +50,18 @@ def test_merge_keeps_other_rows_and_refuses_other_settings(tmp_path: Path) -> No
     other = settings_of(argparse.Namespace(**{**args, "train_minutes": 10.0}))
     with pytest.raises(SystemExit, match="train_minutes"):
         merged(str(path), new, methods, other)
+
+
+def test_noise_ablation_set_loads_from_its_folder_and_gets_few_fit_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A0 (A without sensor noise) is read from A0_test and scored with the default fit and the fit from
+    the truth only; the other sets get every fit row."""
+    monkeypatch.setattr("benchmarks.accuracy.SHARED", tmp_path / "no_shared")
+    for folder in ("A_test", "Aprime_test", "A0_test"):
+        synthetic_stack(size=32).save(tmp_path / folder / "s0")
+    sets = load_test_sets(tmp_path, None)
+    assert list(sets) == ["A", "A'", "A0"] and [s.name for s in sets["A0"]] == ["s0"]
+    assert list(load_test_sets(tmp_path, None, ("A",))) == ["A"]
+    assert set_fit_rows("A0", list(FIT_ROWS)) == ["default", "oracle"]
+    assert set_fit_rows("A", list(FIT_ROWS)) == list(FIT_ROWS)
