@@ -4,7 +4,7 @@ never timed end to end).
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
 shipped recipe without its focus prior), shipped weights, per-scene fits on procedural scenes, the
 fit's PSF choice, accuracy protocol (renders its data first when missing), its figures, the fit's
-AIF-prior ablation, step schedule and noise ablation on A's train split, ablations, held-out-slice evaluation on real stacks, README
+AIF-prior ablation, step schedule and noise ablation on A's train split, the noise analysis, ablations, held-out-slice evaluation on real stacks, README
 gallery, README splice. Seeds are fixed in each script.
 """
 
@@ -72,6 +72,7 @@ STEPS = [
         "--md",
         "docs/results/fit_validation_A0.md",
     ],
+    ["-m", "benchmarks.noise_analysis"],  # where the noise costs, on two train scenes (4 min)
     ["-m", "benchmarks.ablations"],
     ["-m", "benchmarks.holdout_real"],
     ["-m", "benchmarks.gallery"],

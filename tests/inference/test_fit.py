@@ -11,7 +11,14 @@ import torch
 import torch.nn.functional as F
 
 from focalstack.data.stack import FocalStack
-from focalstack.inference.fit import FitConfig, choose_psf, fit_scene, resolve_camera, scale_steps
+from focalstack.inference.fit import (
+    FitConfig,
+    choose_psf,
+    fit_scene,
+    initial_estimate,
+    resolve_camera,
+    scale_steps,
+)
 from focalstack.losses import LossConfig
 from focalstack.optics import ThinLens, depth_to_sigma_px, render_stack
 from focalstack.utils.color import linear_to_srgb, srgb_to_linear
@@ -151,6 +158,17 @@ def test_dff_init_uses_the_baseline() -> None:
     stack = synthetic_stack(16)
     result = fit_scene(stack, FitConfig(init="dff", scales=(1,), iterations=0), progress=False)
     torch.testing.assert_close(result.depth_m, dff_depth(stack), rtol=1e-3, atol=1e-3)
+
+
+def test_initial_estimate_is_where_the_fit_starts() -> None:
+    """The sweep start (PSF resolved as the fit does) is what a fit with no steps at full size returns."""
+    stack = synthetic_stack(24, psf="disc")
+    cfg = FitConfig(scales=(1,), iterations=0)
+    depth, aif = initial_estimate(stack, cfg)
+    assert depth.shape == (24, 24) and aif.shape == (3, 24, 24)
+    result = fit_scene(stack, cfg, progress=False)
+    torch.testing.assert_close(result.depth_m, depth, rtol=1e-3, atol=1e-3)
+    assert initial_estimate(stack, FitConfig(init="constant")) == (None, None)
 
 
 def test_incomplete_camera_needs_blur_scale_estimation() -> None:

@@ -568,6 +568,26 @@ def choose_psf(
     return _resolve_psf(stack, cfg, full)[0]
 
 
+def initial_estimate(
+    stack: FocalStack, cfg: FitConfig | None = None, device: str | torch.device | None = None
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Where :func:`fit_scene` starts: the depth (H, W) in metres and AIF (3, H, W) of ``cfg.init``.
+
+    With ``"sweep"`` this is the depth sweep with ``cfg.psf`` resolved as the fit resolves it. ``None``
+    depth means a constant start (``init="constant"``). Results are on the CPU.
+
+    Raises:
+        ValueError: as :func:`fit_scene` for unknown focus distances or an incomplete camera.
+    """
+    cfg = cfg or FitConfig()
+    device = torch.device(device or "cpu")
+    full, _ = _scene_inputs(stack, cfg, device)
+    psf, stacked = _resolve_psf(stack, cfg, full)
+    cfg = dataclasses.replace(cfg, psf=psf, loss=dataclasses.replace(cfg.loss, psf=psf))
+    depth, aif = _initial_depth_aif(stack, cfg, device, full, stacked)
+    return (None if depth is None else depth.cpu()), (None if aif is None else aif.cpu())
+
+
 def _scene_inputs(
     stack: FocalStack, cfg: FitConfig, device: torch.device
 ) -> tuple[dict[str, torch.Tensor], ThinLens]:
