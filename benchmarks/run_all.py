@@ -4,8 +4,9 @@ never timed end to end).
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
 shipped recipe without its focus prior), shipped weights, per-scene fits on procedural scenes, the
 fit's PSF choice, accuracy protocol (renders its data first when missing), its figures, the fit's
-AIF-prior ablation, step schedule and noise ablation on A's train split, the noise analysis, ablations, held-out-slice evaluation on real stacks, README
-gallery, README splice. Seeds are fixed in each script.
+AIF-prior ablation, step schedule and noise ablation on A's train split, the noise analysis,
+ablations, held-out-slice evaluation on real stacks, README gallery, README splice. Seeds are fixed
+in each script.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The per-scene fit on a CUDA machine (run from the repo root; writes under $OUT): its tests (the CUDA
-# test included) and the default fit of accuracy set A's test scenes (carry data/accuracy/A_test, or set A_TEST)
-# timed on the GPU, scored as the accuracy benchmark does.
+# test included) and the default fit of accuracy set A's test scenes (carry data/accuracy/A_test, or
+# set A_TEST) timed on the GPU, scored as the accuracy benchmark does.
 source scripts/gpu_env.sh
 export A_TEST=${A_TEST:-data/accuracy/A_test}
 if [ "${FIT_TESTS:-1}" != 0 ]; then  # FIT_TESTS=0 after gpu_check.sh, which ran the whole suite
