@@ -39,8 +39,9 @@ Predictor = Callable[[FocalStack], tuple[torch.Tensor, torch.Tensor]]
 
 #: Test sets (--sets); A0 is the noise ablation.
 SETS = ("A", "A'", "B", "A0")
-#: The fit rows scored on A0: enough to show what noise costs the default fit and the objective.
-NOISELESS_ROWS = ("default", "oracle")
+#: Ablation sets -> the only fit rows scored on them (no network rows): for A0, enough to show what noise
+#: costs the default fit and the objective.
+ABLATION_SETS = {"A0": ("default", "oracle")}
 
 
 def test_sets(
@@ -56,8 +57,8 @@ def test_sets(
 
 
 def set_fit_rows(name: str, keys: list[str]) -> list[str]:
-    """The fit rows (``FIT_ROWS`` keys among ``keys``) scored on test set ``name``: all but on A0."""
-    return [k for k in keys if name != "A0" or k in NOISELESS_ROWS]
+    """The fit rows (``FIT_ROWS`` keys among ``keys``) scored on test set ``name``: all but on ablation sets."""
+    return [k for k in keys if k in ABLATION_SETS.get(name, keys)]
 
 
 def scene_folders(folder: Path) -> list[Path]:
@@ -319,7 +320,7 @@ def merged(path: str, new: list[dict], methods: list[str], settings: dict[str, s
 def other_rows(sets, args, train_min: float, tta_min: float, loss: dict) -> list[dict]:
     """The shipped model, fine-tuning on A train and test-time adaptation."""
     rows = []
-    sets = {name: stacks for name, stacks in sets.items() if name != "A0"}  # the ablation: DFF and fits
+    sets = {name: stacks for name, stacks in sets.items() if name not in ABLATION_SETS}
     for name, stacks in sets.items():
         rows.append(score("shipped model", name, stacks, network(None)))
     trained = finetune(

@@ -20,7 +20,7 @@ from benchmarks._common import REPO, machine_info, markdown_table, save
 from benchmarks.accuracy import scene_folders
 from benchmarks.fit_procedural import fit_config
 from focalstack.data.stack import FocalStack
-from focalstack.eval.metrics import depth_metrics, mean_diopter_spacing
+from focalstack.eval.metrics import depth_metrics, mean_diopter_spacing, valid_mask
 from focalstack.inference.fit import fit_scene, initial_estimate
 
 COLUMNS = ["scene", "set", "start_slices", "fit_slices", "flat_share", "flat_signed", "rest_signed"]
@@ -39,7 +39,7 @@ def scene_row(stack: FocalStack, name: str, iterations: int) -> dict:
     start, _ = initial_estimate(stack, cfg)
     depth = fit_scene(stack, cfg, progress=False).depth_m
     truth = stack.depth_m
-    valid = truth > 0
+    valid = valid_mask(truth)
     signed = (1 / depth - 1 / truth.clamp_min(1e-6)) / mean_diopter_spacing(stack.focus_m)
     flat = flat_quarter(stack.aif) & valid
     rest = ~flat & valid

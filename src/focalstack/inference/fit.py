@@ -447,10 +447,8 @@ def fit_scene(
     cfg = cfg or FitConfig()
     device = torch.device(device or "cpu")
     H, W = stack.images.shape[-2:]
-    full, camera = _scene_inputs(stack, cfg, device)
+    full, camera, cfg, stacked = _prepared(stack, cfg, device)
     depth_range = full["depth_range_m"]
-    psf, stacked = _resolve_psf(stack, cfg, full)
-    cfg = dataclasses.replace(cfg, psf=psf, loss=dataclasses.replace(cfg.loss, psf=psf))
     if init_depth_m is None:
         init_depth_m, init_aif_from_cfg = _initial_depth_aif(stack, cfg, device, full, stacked)
         init_aif = init_aif_from_cfg if init_aif is None else init_aif
@@ -579,13 +577,20 @@ def initial_estimate(
     Raises:
         ValueError: as :func:`fit_scene` for unknown focus distances or an incomplete camera.
     """
-    cfg = cfg or FitConfig()
     device = torch.device(device or "cpu")
-    full, _ = _scene_inputs(stack, cfg, device)
-    psf, stacked = _resolve_psf(stack, cfg, full)
-    cfg = dataclasses.replace(cfg, psf=psf, loss=dataclasses.replace(cfg.loss, psf=psf))
+    full, _, cfg, stacked = _prepared(stack, cfg or FitConfig(), device)
     depth, aif = _initial_depth_aif(stack, cfg, device, full, stacked)
     return (None if depth is None else depth.cpu()), (None if aif is None else aif.cpu())
+
+
+def _prepared(
+    stack: FocalStack, cfg: FitConfig, device: torch.device
+) -> tuple[dict[str, torch.Tensor], ThinLens, FitConfig, tuple[torch.Tensor, torch.Tensor] | None]:
+    """The scene's inputs and camera, ``cfg`` with its PSF resolved, and what resolving it rendered."""
+    full, camera = _scene_inputs(stack, cfg, device)
+    psf, stacked = _resolve_psf(stack, cfg, full)
+    cfg = dataclasses.replace(cfg, psf=psf, loss=dataclasses.replace(cfg.loss, psf=psf))
+    return full, camera, cfg, stacked
 
 
 def _scene_inputs(
