@@ -20,6 +20,28 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def small_noise_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Benchmarks' fits use 64 px sweep noise references (the default, 256 px, costs seconds per tiny fit).
+
+    Patches ``benchmarks.fit_procedural.fit_config``, which every fitting benchmark builds its config with;
+    the original stays reachable as its ``__wrapped__``.
+    """
+    import functools
+
+    import benchmarks.fit_procedural
+    import benchmarks.noise_analysis
+
+    real = benchmarks.fit_procedural.fit_config
+
+    @functools.wraps(real)
+    def small(iterations: int, changes: dict):
+        return real(iterations, {"noise_reference_px": 64, **changes})
+
+    for module in (benchmarks.fit_procedural, benchmarks.noise_analysis):
+        monkeypatch.setattr(module, "fit_config", small)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -36,6 +36,7 @@ def test_train_scenes_takes_the_stride_in_name_order(tmp_path: Path) -> None:
         train_scenes(tmp_path / "missing", 1, 0)
 
 
+@pytest.mark.usefixtures("small_noise_reference")
 def test_main_scores_dff_and_each_variant_on_the_chosen_scenes(tmp_path: Path) -> None:
     for name in ("s0", "s1", "s2"):
         synthetic_stack(size=32, psf="disc").save(tmp_path / "A_train" / name)
@@ -71,6 +72,7 @@ def test_main_scores_dff_and_each_variant_on_the_chosen_scenes(tmp_path: Path) -
     assert "[1::2] (1)" in md.read_text()
 
 
+@pytest.mark.usefixtures("small_noise_reference")
 def test_steps_compares_the_step_schedules(tmp_path: Path) -> None:
     synthetic_stack(size=32, psf="disc").save(tmp_path / "A_train" / "s0")
     out, md = tmp_path / "s.json", tmp_path / "s.md"

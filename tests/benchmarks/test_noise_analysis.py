@@ -21,6 +21,7 @@ def test_flat_quarter_is_a_quarter_of_the_pixels_in_the_flat_half() -> None:
     assert not bool(mask[:, 20:].any())
 
 
+@pytest.mark.usefixtures("small_noise_reference")
 def test_scores_start_and_fit_on_both_sets(tmp_path: Path) -> None:
     for folder in ("A_train", "A0_train"):
         synthetic_stack(size=24, psf="disc").save(tmp_path / folder / "s0")

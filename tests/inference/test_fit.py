@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from focalstack.data.stack import FocalStack
 from focalstack.inference.fit import (
     FitConfig,
+    _noise_costs,
+    _scene_inputs,
     choose_psf,
     fit_scene,
     initial_estimate,
@@ -163,12 +165,23 @@ def test_dff_init_uses_the_baseline() -> None:
 def test_initial_estimate_is_where_the_fit_starts() -> None:
     """The sweep start (PSF resolved as the fit does) is what a fit with no steps at full size returns."""
     stack = synthetic_stack(24, psf="disc")
-    cfg = FitConfig(scales=(1,), iterations=0)
+    cfg = FitConfig(scales=(1,), iterations=0, noise_reference_px=64)
     depth, aif = initial_estimate(stack, cfg)
     assert depth.shape == (24, 24) and aif.shape == (3, 24, 24)
     result = fit_scene(stack, cfg, progress=False)
     torch.testing.assert_close(result.depth_m, depth, rtol=1e-3, atol=1e-3)
     assert initial_estimate(stack, FitConfig(init="constant")) == (None, None)
+
+
+def test_noise_reference_does_not_depend_on_the_image_size() -> None:
+    """The sweep's noise reference is a Monte-Carlo draw of a fixed size: small images get the same one."""
+    cfg, colour, std = FitConfig(noise_reference_px=64), torch.tensor([0.3, 0.5, 0.7]), torch.tensor(0.02)
+    costs = [
+        _noise_costs(_scene_inputs(synthetic_stack(n), cfg, torch.device("cpu"))[0], cfg, colour, std)
+        for n in (16, 40)
+    ]
+    assert costs[0].shape == (1, cfg.loss.sweep_candidates, 48, 48)
+    torch.testing.assert_close(costs[0], costs[1])
 
 
 def test_incomplete_camera_needs_blur_scale_estimation() -> None:
@@ -211,6 +224,7 @@ def test_bad_inputs_raise() -> None:
         {"aif_prior": "both"},
         {"step_growth": -1.0},
         {"step_growth": 5.0},
+        {"noise_reference_px": 32},
     ],
 )
 def test_bad_config_raises(kwargs) -> None:

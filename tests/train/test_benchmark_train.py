@@ -91,9 +91,12 @@ def test_ablation_benchmark_short_run(tmp_path: Path) -> None:
     assert "| width | width-4 |" in md.read_text()
 
 
+@pytest.mark.usefixtures("small_noise_reference")
 def test_fit_procedural_benchmark_tiny_run(tmp_path: Path) -> None:
     from benchmarks.fit_procedural import VARIANTS, fit_config, main
     from focalstack.inference.fit import FitConfig
+
+    fit_config = fit_config.__wrapped__  # the real one (small_noise_reference patches it for the run)
 
     out, md = tmp_path / "f.json", tmp_path / "f.md"
     payload = main(["--seeds", "5", "--scenes", "1", "--iterations", "2", "--out", str(out), "--md", str(md)])

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 #: Margin keeping initial ``t`` off the flat ends of the sigmoid.
 _T_EPS = 0.02
 
+#: Border (pixels) left out of a sweep noise reference's errors: the renderer pads with zeros.
+_NOISE_BORDER = 8
+
 #: Semi-global penalties (p1, p2) of the fit's depth sweep, in units of each pixel's error contrast.
 #: Chosen on the procedural validation sets and accuracy set A's train split
 #: (``python -m benchmarks.fit_procedural``, README "per-scene fits").
@@ -88,6 +91,15 @@ class FitConfig:
             working range in diopters, AIF: the slice focused nearest to it).
         sweep_max_pixels: the sweep runs at a size of at most this many pixels (its cost volume holds
             ``sweep_candidates`` maps); the result is upsampled.
+        noise_reference_px: side (pixels, whatever the image size) of each textureless reference the
+            sweep measures noise on (one per ``loss.sweep_noise_levels``). Its mean error per hypothesis
+            is a Monte-Carlo estimate, and a fixed noise draw's error favours some hypotheses in every
+            flat region. The fit used to take 128 px, capped at the image size; there that error (about
+            1e-5) was as large as the differences between hypotheses that weak texture makes. 256 px
+            improved the default fit on accuracy set A's test split (``python -m benchmarks.accuracy``:
+            0.205 -> 0.191 slices, δ1 0.912 -> 0.928), left A' and B unchanged, and took 2.3x as long
+            (21.9 -> 50.5 s per stack on 2 CPU cores: the references then dominate a fit's time). 128
+            is the faster choice.
         checkpoint: model checkpoint for ``init="network"`` (``None``: the predictor's default).
         estimate_blur_scale: also fit one factor multiplying every blur std. Use it when the pixel pitch
             or aperture is unknown (phones): a missing camera is then completed with nominal values (see
@@ -132,6 +144,7 @@ class FitConfig:
     )
     init: Literal["sweep", "dff", "network", "constant"] = "sweep"
     sweep_max_pixels: int = 2**20
+    noise_reference_px: int = 256
     checkpoint: str | None = None
     estimate_blur_scale: bool = False
     nominal_span_sigma_px: float = NOMINAL_SPAN_SIGMA_PX
@@ -152,6 +165,9 @@ class FitConfig:
             )
         if self.aif_prior not in ("after", "joint"):
             raise ValueError(f"aif_prior must be 'after' or 'joint', got {self.aif_prior!r}")
+        if self.noise_reference_px < 4 * _NOISE_BORDER + 1:
+            got = self.noise_reference_px
+            raise ValueError(f"noise_reference_px must be > {4 * _NOISE_BORDER}, got {got}")
         if self.sweep_max_pixels < 1:
             raise ValueError(f"sweep_max_pixels must be >= 1, got {self.sweep_max_pixels}")
         if self.iterations < 0 or self.lr <= 0:
@@ -334,10 +350,6 @@ def _sweep_depth(
     return t_to_depth(t, full["depth_range_m"])[0, 0]
 
 
-#: Side (pixels) of the textureless reference stack, and the border left out of its errors.
-_NOISE_SIDE, _NOISE_BORDER = 128, 8
-
-
 def _noise_costs(
     inputs: dict[str, torch.Tensor],
     cfg: FitConfig,
@@ -355,10 +367,10 @@ def _noise_costs(
     from focalstack.utils.noise import noise_std
 
     stack = inputs["stack"][0]  # (S, 3, H, W)
-    S, C, H, W = stack.shape
+    S, C = stack.shape[:2]
     colour = stack.mean(dim=(0, 2, 3)) if colour is None else colour
     std = noise_std(stack) if std is None else std
-    h, w = min(H, _NOISE_SIDE), min(W, _NOISE_SIDE)
+    h = w = cfg.noise_reference_px  # not the image's size: its error must not grow as images shrink
     g = torch.Generator(device=stack.device).manual_seed(0)
     noise = torch.randn(S, C, h, w, generator=g, device=stack.device, dtype=stack.dtype)
     flat = (colour.view(1, C, 1, 1) + std * noise).clamp(0.0, 1.0)
@@ -368,7 +380,7 @@ def _noise_costs(
         loss=cfg.loss,
         candidates=cfg.loss.sweep_candidates,
     )
-    b = _NOISE_BORDER if min(h, w) > 4 * _NOISE_BORDER else 0  # the renderer's zero padding
+    b = _NOISE_BORDER
     return costs[..., b : h - b, b : w - b]
 
 
