@@ -1,5 +1,5 @@
-"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 6.5 h on 2 CPU cores;
-never timed end to end).
+"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 9 h on 2 CPU cores,
+of which about 2.5 h are the fit's 256-px sweep noise references; never timed end to end).
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
 shipped recipe without its focus prior), shipped weights, per-scene fits on procedural scenes, the
