@@ -6,6 +6,8 @@ Test data (see ``scripts/make_accuracy_data.py`` and ``benchmarks/splits/``):
 - B:  ``../shared/data/lightfield/antinous_stack`` (real synthetic-aperture optics, box aperture).
 - A0: an ablation, not a test set of the issue: A's test scenes without the sensor noise (still 8-bit),
   scored with DFF, the default fit and the fit from the truth only: what the noise costs.
+- Bsim: an ablation like A0: B's true AIF and depth re-rendered through focalstack's own lens model, so
+  the difference to B is what B's synthetic-aperture optics (box aperture of 9 x 9 views) cost.
 
 Methods: classical DFF + focus stacking; per-scene ``fit`` (defaults: depth-sweep init); a diagnostic fit
 started from the true depth and AIF (reads ground truth: what the objective itself allows); the shipped model;
@@ -34,25 +36,31 @@ from focalstack.data.stack import FocalStack
 from focalstack.eval.metrics import aif_metrics, depth_metrics
 
 SHARED = REPO.parent / "shared" / "data"
+#: Test data B.
+ANTINOUS = SHARED / "lightfield" / "antinous_stack"
 Predictor = Callable[[FocalStack], tuple[torch.Tensor, torch.Tensor]]
 
 
-#: Test sets (--sets); A0 is the noise ablation.
-SETS = ("A", "A'", "B", "A0")
-#: Ablation sets -> the only fit rows scored on them (no network rows): for A0, enough to show what noise
-#: costs the default fit and the objective.
-ABLATION_SETS = {"A0": ("default", "oracle")}
+#: Test sets (--sets); A0 is the noise ablation, Bsim the optics ablation of B.
+SETS = ("A", "A'", "B", "A0", "Bsim")
+#: Ablation sets -> the only fit rows scored on them (no network rows): enough to show what noise (A0) or
+#: B's optics (Bsim) cost the default fit and the objective.
+ABLATION_SETS = {"A0": ("default", "oracle"), "Bsim": ("default", "oracle")}
 
 
 def test_sets(
     data_root: Path, limit: int | None, names: tuple[str, ...] = SETS
 ) -> dict[str, list[FocalStack]]:
     """Load the test stacks of the sets ``names`` (every scene folder; ``limit`` caps the count per set)."""
-    sets = {"A": data_root / "A_test", "A'": data_root / "Aprime_test", "A0": data_root / "A0_test"}
+    sets = {
+        "A": data_root / "A_test",
+        "A'": data_root / "Aprime_test",
+        "A0": data_root / "A0_test",
+        "Bsim": data_root / "Bsim",
+    }
     out = {n: [_load(p) for p in scene_folders(sets[n])[:limit]] for n in names if n in sets}
-    antinous = SHARED / "lightfield" / "antinous_stack"
-    if "B" in names and antinous.is_dir():
-        out["B"] = [_load(antinous)]
+    if "B" in names and ANTINOUS.is_dir():
+        out["B"] = [_load(ANTINOUS)]
     return out
 
 
@@ -351,7 +359,8 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
     targets = (
         "Targets on A: delta1 >= 0.95, AbsRel <= 0.10, error <= 0.15 slices, AIF PSNR >= DFF + 1 dB; "
         "on B: error <= 0.15 slices. A0 (an ablation, no targets): A's test scenes rendered without "
-        "sensor noise (still 8-bit)."
+        "sensor noise (still 8-bit). Bsim (an ablation, no targets): B's true AIF and depth re-rendered "
+        "through focalstack's own lens model (layered, disc PSF, 8-bit, no noise)."
     )
     settings = settings_of(args)
     save(

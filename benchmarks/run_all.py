@@ -4,8 +4,8 @@ of which about 2.5 h are the fit's 256-px sweep noise references; never timed en
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
 shipped recipe without its focus prior), shipped weights, per-scene fits on procedural scenes, the
 fit's PSF choice, accuracy protocol (renders its data first when missing), its figures, the fit's
-AIF-prior ablation, step schedule and noise ablation on A's train split, the noise analysis,
-ablations, held-out-slice evaluation on real stacks, README gallery, README splice. Seeds are fixed
+AIF-prior ablation, step schedule and noise ablation on A's train split, the noise analysis, the
+edge analysis of B, ablations, held-out-slice evaluation on real stacks, README gallery, README splice. Seeds are fixed
 in each script.
 """
 
@@ -16,6 +16,7 @@ import sys
 import time
 
 from benchmarks._common import REPO
+from benchmarks.accuracy import ANTINOUS
 
 STEPS = [
     ["-m", "benchmarks.render"],
@@ -55,7 +56,7 @@ STEPS = [
     # the settings of the README's accuracy table (all 20 test scenes per set; 68 min measured before
     # the fit's AIF-only stage and its ablation row, which add about 25 min of fits, and the
     # step_growth 2 row: 53 min measured on a day this machine ran at half speed; the A0 noise ablation
-    # adds about 25 min)
+    # adds about 25 min, the Bsim optics ablation about 3 min)
     ["-m", "benchmarks.accuracy", "--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"],
     ["-m", "benchmarks.accuracy_figures"],
     ["-m", "benchmarks.fit_validation", "--from-truth"],  # the AIF-prior ablation on A train
@@ -74,6 +75,7 @@ STEPS = [
         "docs/results/fit_validation_A0.md",
     ],
     ["-m", "benchmarks.noise_analysis"],  # where the noise costs, on two train scenes (4 min)
+    ["-m", "benchmarks.edge_analysis"],  # where B's error lies, on B and Bsim (5 min)
     ["-m", "benchmarks.ablations"],
     ["-m", "benchmarks.holdout_real"],
     ["-m", "benchmarks.gallery"],
@@ -82,12 +84,13 @@ STEPS = [
 
 
 def _accuracy_data_complete() -> bool:
-    """Every set of ``scripts/make_accuracy_data.py`` is rendered (A0 was added later: older data lacks it)."""
+    """Every set of ``scripts/make_accuracy_data.py`` is rendered (A0 and Bsim were added later: older data
+    lacks them; Bsim only where test data B is there to re-render)."""
     root = REPO / "data" / "accuracy"
     sets = ("A", "Aprime", "A0")
-    return (root / "manifest.json").is_file() and all(
-        (root / f"{s}_{p}").is_dir() for s in sets for p in ("train", "test")
-    )
+    split_sets = all((root / f"{s}_{p}").is_dir() for s in sets for p in ("train", "test"))
+    bsim = (root / "Bsim").is_dir() or not ANTINOUS.is_dir()
+    return (root / "manifest.json").is_file() and split_sets and bsim
 
 
 def main() -> int:

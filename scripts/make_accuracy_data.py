@@ -11,6 +11,9 @@ Sets (written under ``--out``, default ``data/accuracy/``, which is not committe
   scatter, Gaussian PSF, 7 x 7 kernel, blur of the sRGB values, no noise, 8-bit.
 - ``A0_train/``, ``A0_test/`` (A0, an ablation, not a test set of the issue): A without its sensor noise
   (still 8-bit), to measure what the noise costs.
+- ``Bsim/antinous_stack`` (Bsim, an ablation): test data B's ground-truth AIF and depth re-rendered with
+  B's camera and focus distances through focalstack's own model (layered, disc PSF, linear light, 8-bit,
+  no noise), to tell what B's synthetic-aperture optics cost from what the scene itself costs.
 
 Scenes follow the committed split files ``benchmarks/splits/dfd_indoor_{train,test}.txt``. Every stack
 is rendered by :func:`focalstack.data.synth.synthesize_rgbd` (the path of ``focalstack synth`` and
@@ -32,7 +35,8 @@ from tqdm import tqdm
 
 from focalstack.cli.synth import read_split
 from focalstack.data.rgbd import count_rgbd, iter_rgbd
-from focalstack.data.synth import NoiseConfig, synthesize_rgbd
+from focalstack.data.stack import FocalStack
+from focalstack.data.synth import NoiseConfig, synthesize_rgbd, synthesize_stack
 from focalstack.utils.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +54,22 @@ SETS: dict[str, dict[str, Any]] = {
     "Aprime": dict(model="scatter", psf="gaussian", kernel_size=7, linear_light=False, noise=None),
 }
 SETS["A0"] = {**SETS["A"], "noise": NoiseConfig(quantize_bits=8)}
+#: Test data B, and how Bsim re-renders it (its depth is clean: hidden layers may be filled in).
+ANTINOUS = REPO.parent / "shared" / "data" / "lightfield" / "antinous_stack"
+BSIM: dict[str, Any] = dict(
+    model="layered", psf="disc", linear_light=True, noise=NoiseConfig(quantize_bits=8)
+)
+
+
+def render_bsim(source: Path, out: Path, overwrite: bool) -> None:
+    """Write Bsim: ``source``'s true AIF and depth through :func:`synthesize_stack` with ``BSIM``."""
+    b = FocalStack.load(source)
+    if b.aif is None or b.depth_m is None or b.camera is None:
+        raise SystemExit(f"{source} needs an AIF, a depth map and a camera to be re-rendered")
+    images = synthesize_stack(b.aif, b.depth_m, b.camera, b.focus_m, **BSIM)
+    psf = "disc, focalstack layered renderer, linear light, 8-bit, no noise (Bsim)"
+    stack = dataclasses.replace(b, images=images, meta={**b.meta, "psf": psf, "accuracy_set": "Bsim"})
+    stack.save(out / "Bsim" / b.name, overwrite=overwrite)
 
 
 def _splits(folder: Path) -> dict[str, str]:
@@ -87,6 +107,9 @@ def main() -> None:
                 stack.meta["accuracy_set"] = folder
                 stack.save(args.out / folder / sample.name, overwrite=args.overwrite)
                 seen[folder] = seen.get(folder, 0) + 1
+        if ANTINOUS.is_dir():
+            render_bsim(ANTINOUS, args.out, args.overwrite)
+            seen["Bsim"] = 1
     except (ValueError, FileExistsError) as e:
         raise SystemExit(f"make_accuracy_data: {e}") from e
     missing = sorted(set(split_of) - rendered)
@@ -101,7 +124,7 @@ def main() -> None:
             "seed": SEED,
             "sets": {
                 name: {k: dataclasses.asdict(v) if isinstance(v, NoiseConfig) else v for k, v in opts.items()}
-                for name, opts in SETS.items()
+                for name, opts in {**SETS, "Bsim": BSIM}.items()
             },
             "scenes": seen,
             "seconds": seconds,

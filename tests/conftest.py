@@ -29,6 +29,7 @@ def small_noise_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     import functools
 
+    import benchmarks.edge_analysis
     import benchmarks.fit_procedural
     import benchmarks.noise_analysis
 
@@ -38,7 +39,7 @@ def small_noise_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     def small(iterations: int, changes: dict):
         return real(iterations, {"noise_reference_px": 64, **changes})
 
-    for module in (benchmarks.fit_procedural, benchmarks.noise_analysis):
+    for module in (benchmarks.edge_analysis, benchmarks.fit_procedural, benchmarks.noise_analysis):
         monkeypatch.setattr(module, "fit_config", small)
 
 

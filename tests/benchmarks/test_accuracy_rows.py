@@ -52,16 +52,17 @@ def test_merge_keeps_other_rows_and_refuses_other_settings(tmp_path: Path) -> No
         merged(str(path), new, methods, other)
 
 
-def test_noise_ablation_set_loads_from_its_folder_and_gets_few_fit_rows(
+def test_ablation_sets_load_from_their_folders_and_get_few_fit_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A0 (A without sensor noise) is read from A0_test and scored with the default fit and the fit from
-    the truth only; the other sets get every fit row."""
-    monkeypatch.setattr("benchmarks.accuracy.SHARED", tmp_path / "no_shared")
-    for folder in ("A_test", "Aprime_test", "A0_test"):
+    """A0 (A without sensor noise) is read from A0_test, Bsim (B through focalstack's own model) from Bsim;
+    both are scored with the default fit and the fit from the truth only; the other sets get every fit row."""
+    monkeypatch.setattr("benchmarks.accuracy.ANTINOUS", tmp_path / "no_shared")
+    for folder in ("A_test", "Aprime_test", "A0_test", "Bsim"):
         synthetic_stack(size=32).save(tmp_path / folder / "s0")
     sets = load_test_sets(tmp_path, None)
-    assert list(sets) == ["A", "A'", "A0"] and [s.name for s in sets["A0"]] == ["s0"]
+    assert list(sets) == ["A", "A'", "A0", "Bsim"] and [s.name for s in sets["A0"]] == ["s0"]
     assert list(load_test_sets(tmp_path, None, ("A",))) == ["A"]
     assert set_fit_rows("A0", list(FIT_ROWS)) == ["default", "oracle"]
+    assert set_fit_rows("Bsim", list(FIT_ROWS)) == ["default", "oracle"]
     assert set_fit_rows("A", list(FIT_ROWS)) == list(FIT_ROWS)

@@ -12,7 +12,7 @@ from tests.inference.test_fit import synthetic_stack
 @pytest.fixture(autouse=True)
 def _no_shared_scene(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Keep the run tiny: set B (a 256 px scene in ../shared) is left out."""
-    monkeypatch.setattr("benchmarks.accuracy.SHARED", tmp_path / "no_shared")
+    monkeypatch.setattr("benchmarks.accuracy.ANTINOUS", tmp_path / "no_shared")
 
 
 def test_psf_choice_scores_the_choice_against_the_synthesis_psf(tmp_path: Path) -> None:

@@ -1,0 +1,131 @@
+"""Where the fit's error on test data B lies: near depth edges, in weak texture, or elsewhere.
+
+For B (``../shared/data/lightfield/antinous_stack``) and Bsim (its true AIF and depth re-rendered through
+focalstack's own lens model, ``scripts/make_accuracy_data.py``) it scores the fit's start (the depth
+sweep, ``focalstack.inference.fit.initial_estimate``) and the default fit, and splits each one's error
+(slices) into three disjoint regions:
+
+- ``edge``: pixels within ``--band-px`` of a depth edge, where the true inverse depth of two neighbouring
+  pixels differs by more than half a slice spacing. There a blurred nearer surface spreads over the
+  farther one, which no single depth per pixel re-renders;
+- ``flat``: the least-textured quarter of all pixels (:func:`benchmarks.noise_analysis.flat_quarter`),
+  outside the edge band;
+- ``rest``: everything else.
+
+Per region: ``*_frac`` its share of the pixels, ``*_err`` its mean error, ``*_share`` its share of the
+total error and ``*_signed`` the median signed error (slices, positive = too near). If B and Bsim score
+alike, B's error comes from the scene, not from the synthetic aperture's optics. It reads ground truth,
+as an analysis.
+
+    python -m benchmarks.edge_analysis [--iterations 30] [--band-px 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks._common import REPO, machine_info, markdown_table, save
+from benchmarks.accuracy import ANTINOUS
+from benchmarks.fit_procedural import fit_config
+from benchmarks.noise_analysis import flat_quarter
+from focalstack.data.stack import FocalStack
+from focalstack.eval.metrics import mean_diopter_spacing, valid_mask
+from focalstack.inference.fit import fit_scene, initial_estimate
+
+REGIONS = ("edge", "flat", "rest")
+COLUMNS = ["set", "estimate", "error_slices"] + [
+    f"{r}_{k}" for r in REGIONS for k in ("frac", "err", "share", "signed")
+]
+
+
+def edge_band(inverse_slices: torch.Tensor, band_px: int, jump: float = 0.5) -> torch.Tensor:
+    """(H, W) mask of the pixels within ``band_px`` of a depth edge.
+
+    Args:
+        inverse_slices: (H, W) true inverse depth in slice spacings.
+        band_px: half width of the band, pixels (0: the edge pixels only).
+        jump: a step between 4-neighbours larger than this (slices) is an edge.
+    """
+    edge = torch.zeros_like(inverse_slices, dtype=torch.bool)
+    dy = (inverse_slices[1:] - inverse_slices[:-1]).abs() > jump
+    dx = (inverse_slices[:, 1:] - inverse_slices[:, :-1]).abs() > jump
+    edge[1:] |= dy
+    edge[:-1] |= dy
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    k = 2 * band_px + 1
+    return F.max_pool2d(edge[None, None].float(), k, stride=1, padding=band_px)[0, 0] > 0
+
+
+def regions(stack: FocalStack, band_px: int) -> dict[str, torch.Tensor]:
+    """The disjoint ``edge``, ``flat`` and ``rest`` masks (H, W) of a stack with ground truth."""
+    spacing = mean_diopter_spacing(stack.focus_m)
+    valid = valid_mask(stack.depth_m)
+    edge = edge_band(1.0 / stack.depth_m.clamp_min(1e-6) / spacing, band_px) & valid
+    flat = flat_quarter(stack.aif) & valid & ~edge
+    return {"edge": edge, "flat": flat, "rest": valid & ~edge & ~flat}
+
+
+def split_error(depth: torch.Tensor, stack: FocalStack, masks: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The error (slices) of ``depth`` in all valid pixels and per region (see the module docstring)."""
+    spacing = mean_diopter_spacing(stack.focus_m)
+    signed = (1.0 / depth - 1.0 / stack.depth_m.clamp_min(1e-6)) / spacing
+    valid = valid_mask(stack.depth_m)
+    total = signed[valid].abs().sum()
+    row = {"error_slices": float(signed[valid].abs().mean())}
+    for name, m in masks.items():
+        some = bool(m.any())
+        row[f"{name}_frac"] = float(m.sum() / valid.sum())
+        row[f"{name}_err"] = float(signed[m].abs().mean()) if some else float("nan")
+        row[f"{name}_share"] = float(signed[m].abs().sum() / total.clamp_min(1e-12))
+        row[f"{name}_signed"] = float(signed[m].median()) if some else float("nan")
+    return row
+
+
+def set_rows(stack: FocalStack, name: str, iterations: int, band_px: int) -> list[dict]:
+    """The start's and the default fit's rows of one stack."""
+    cfg = fit_config(iterations, {})
+    masks = regions(stack, band_px)
+    start, _ = initial_estimate(stack, cfg)
+    fit = fit_scene(stack, cfg, progress=False).depth_m
+    return [
+        {"set": name, "estimate": label, **split_error(depth, stack, masks)}
+        for label, depth in (("start", start), (f"fit ({iterations} it/scale)", fit))
+    ]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--b", type=Path, default=ANTINOUS, help="test data B")
+    parser.add_argument("--bsim", type=Path, default=REPO / "data" / "accuracy" / "Bsim" / "antinous_stack")
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--band-px", type=int, default=8)
+    parser.add_argument("--out", default=str(REPO / "bench_out" / "edge_analysis.json"))
+    parser.add_argument("--md", default=str(REPO / "docs" / "results" / "edge_analysis.md"))
+    args = parser.parse_args(argv)
+    if args.band_px < 0:
+        parser.error(f"--band-px must be >= 0, got {args.band_px}")
+    torch.set_num_threads(2)
+    rows = []
+    for name, folder in (("B", args.b), ("Bsim", args.bsim)):
+        if not (folder / "scene.json").is_file():
+            parser.error(f"{folder} is not a scene folder (Bsim: run scripts/make_accuracy_data.py)")
+        rows += set_rows(FocalStack.load(folder), name, args.iterations, args.band_px)
+    table = (
+        f"Error (slices) of the fit's start (depth sweep) and the default fit on B and Bsim (B's truth "
+        f"through focalstack's own lens model), split into: edge, within {args.band_px} px of a depth "
+        "edge (a jump > 0.5 slices); flat, the least-textured quarter of the pixels outside that band; "
+        "rest. frac: share of the pixels; err: mean error; share: share of the total error; signed: "
+        "median signed error (positive = too near).\n\n" + markdown_table(rows, COLUMNS)
+    )
+    payload = {"machine": machine_info(), "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
+    save(args.out, args.md, payload, table)
+    return payload
+
+
+if __name__ == "__main__":
+    main()

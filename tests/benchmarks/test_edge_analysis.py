@@ -1,0 +1,54 @@
+"""The edge analysis: its regions, its error split, and a tiny run on two synthetic scenes."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.edge_analysis import COLUMNS, REGIONS, edge_band, main, regions, split_error
+from tests.inference.test_fit import synthetic_stack
+
+
+def test_edge_band_is_the_given_width_around_a_step() -> None:
+    inv = torch.zeros(20, 30)
+    inv[:, 15:] = 2.0  # a 2-slice step between columns 14 and 15: both are edge pixels
+    band = edge_band(inv, 3)
+    assert band[:, 11:19].all() and not band[:, :11].any() and not band[:, 19:].any()
+    assert not edge_band(inv * 0.2, 3).any()  # a 0.4-slice step is no edge
+    assert edge_band(inv, 0).sum() == 2 * 20
+
+
+def test_regions_are_disjoint_and_the_shares_add_up() -> None:
+    stack = synthetic_stack(size=32, psf="disc")
+    masks = regions(stack, 2)
+    assert set(masks) == set(REGIONS)
+    total = sum(m.int() for m in masks.values())
+    assert int(total.max()) == 1 and bool(masks["edge"].any())  # the disc in front has an edge
+    depth = stack.depth_m * 1.1
+    row = split_error(depth, stack, masks)
+    assert math.isclose(sum(row[f"{r}_share"] for r in REGIONS), 1.0, rel_tol=1e-5)
+    assert math.isclose(sum(row[f"{r}_frac"] for r in REGIONS), 1.0, rel_tol=1e-5)
+    assert all(row[f"{r}_signed"] < 0 for r in REGIONS)  # too far everywhere
+    assert split_error(stack.depth_m, stack, masks)["error_slices"] < 1e-6
+
+
+@pytest.mark.usefixtures("small_noise_reference")
+def test_scores_start_and_fit_on_both_sets(tmp_path: Path) -> None:
+    for name in ("b", "bsim"):
+        synthetic_stack(size=24, psf="disc").save(tmp_path / name)
+    out, md = tmp_path / "e.json", tmp_path / "e.md"
+    files = ["--out", str(out), "--md", str(md), "--iterations", "2", "--band-px", "2"]
+    rows = main(["--b", str(tmp_path / "b"), "--bsim", str(tmp_path / "bsim"), *files])["rows"]
+    assert [r["set"] for r in rows] == ["B", "B", "Bsim", "Bsim"]
+    assert [r["estimate"] for r in rows[:2]] == ["start", "fit (2 it/scale)"]
+    for r in rows:
+        assert set(r) == set(COLUMNS) and r["error_slices"] >= 0.0
+    assert json.loads(out.read_text())["rows"] == rows and "| Bsim | start |" in md.read_text()
+    with pytest.raises(SystemExit):
+        main(["--b", str(tmp_path / "nope"), *files])
+    with pytest.raises(SystemExit):
+        main(["--b", str(tmp_path / "b"), "--band-px", "-1", *files[:4]])
