@@ -19,7 +19,10 @@ from tests.inference.test_fit import synthetic_stack
 def test_fit_rows_each_undo_one_more_default() -> None:
     default = FitConfig(iterations=2)
     assert fit_config(2, FIT_ROWS["default"][1]) == default and default.aif_prior == "after"
-    assert fit_config(2, FIT_ROWS["joint-aif"][1]) == dataclasses.replace(default, aif_prior="joint")
+    assert default.noise_aware_aif
+    plain = fit_config(2, FIT_ROWS["plain-stacking"][1])
+    assert plain == dataclasses.replace(default, noise_aware_aif=False)
+    assert fit_config(2, FIT_ROWS["joint-aif"][1]) == dataclasses.replace(plain, aif_prior="joint")
     # not an ablation but a measured alternative: more steps at coarse scales
     assert default.step_growth == 0.0
     assert fit_config(2, FIT_ROWS["coarse-steps"][1]) == dataclasses.replace(default, step_growth=2.0)

@@ -111,6 +111,33 @@ def test_fusion_of_identical_slices_is_identity() -> None:
     assert torch.allclose(focus_stack_aif(torch.stack([img, 1 - img]), levels=0), torch.full_like(img, 0.5))
 
 
+def test_noise_aware_fusion_averages_noise_and_keeps_texture() -> None:
+    """Flat noisy slices: picking the largest detail keeps the strongest noise, the noise-aware fusion
+    averages it away (close to the std of the mean of S slices). Textured, noisy slices: it keeps the
+    sharp texture as well as plain fusion does."""
+    g = torch.Generator().manual_seed(3)
+    S, std = 5, 0.02
+    flat = (0.5 + std * torch.randn(S, 3, 64, 64, generator=g)).clamp(0, 1)
+    plain, aware = focus_stack_aif(flat), focus_stack_aif(flat, noise_aware=True)
+    inner = (slice(None), slice(8, -8), slice(8, -8))
+    assert float(aware[inner].std()) < 0.6 * float(plain[inner].std())
+    assert float(aware[inner].std()) < 1.5 * std / S**0.5
+    aif = _texture()
+    stack = (_render(aif, _step()) + std * torch.randn(S, 3, 64, 64, generator=g)).clamp(0, 1)
+
+    def psnr(a: torch.Tensor) -> float:
+        return float(10 * torch.log10(1 / ((a - aif) ** 2).mean()))
+
+    assert psnr(focus_stack_aif(stack, noise_aware=True)) > psnr(focus_stack_aif(stack)) - 0.3
+    assert torch.equal(focus_stack_aif(stack, noise_aware=True), focus_stack_aif(stack, noise_aware=True))
+
+
+def test_noise_aware_fusion_of_clean_identical_slices_is_identity() -> None:
+    img = _texture(40, 52)
+    fused = focus_stack_aif(img[None].repeat(3, 1, 1, 1), noise_aware=True)
+    assert torch.allclose(fused, img.clamp(0, 1), atol=1e-5)
+
+
 def test_focus_measure_prefers_sharp() -> None:
     img = _texture()
     blurred = render_stack(img[None], torch.full((1, 1, 64, 64), 2.0), kernel_size=11)[0]

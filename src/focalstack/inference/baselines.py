@@ -98,16 +98,55 @@ def _majority(choice: torch.Tensor, num: int, size: int = 3) -> torch.Tensor:
     return kornia.filters.box_blur(votes, size).argmax(dim=1)
 
 
-def focus_stack_aif(stack: FocalStack | torch.Tensor, *, levels: int | None = None) -> torch.Tensor:
+def _pyramid(images: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """Gaussian pyramid ``[images, pyrdown(images), ...]`` with ``levels + 1`` entries."""
+    gauss = [images]
+    for _ in range(levels):
+        gauss.append(kornia.geometry.transform.pyrdown(gauss[-1]))
+    return gauss
+
+
+def _details(gauss: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Laplacian-pyramid detail levels (S, C, h, w) of a Gaussian pyramid, finest first."""
+    return [g - _up(coarser, g.shape) for g, coarser in zip(gauss[:-1], gauss[1:])]
+
+
+def _activity(detail: torch.Tensor) -> torch.Tensor:
+    """(S, h, w) local detail energy: absolute coefficients summed over channels, 3 x 3 averaged."""
+    return kornia.filters.box_blur(detail.abs().sum(dim=1, keepdim=True), 3)[:, 0]
+
+
+def _noise_floors(images: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """Per detail level, the median over pixels of the largest activity over the slices that noise alone
+    gives: a stack of white noise with the images' estimated std (fixed seed), through the same pyramid."""
+    from focalstack.utils.noise import noise_std
+
+    g = torch.Generator(device=images.device).manual_seed(0)
+    noise = torch.randn(images.shape, generator=g, device=images.device, dtype=images.dtype)
+    details = _details(_pyramid(noise * noise_std(images), levels))
+    return [_activity(d).amax(dim=0).median() for d in details]
+
+
+def focus_stack_aif(
+    stack: FocalStack | torch.Tensor, *, levels: int | None = None, noise_aware: bool = False
+) -> torch.Tensor:
     """All-in-focus image by Laplacian-pyramid fusion.
 
     Each detail level takes, per pixel, the slice with the largest local detail energy (absolute
     Laplacian-pyramid coefficient summed over channels, 3x3 averaged), then a 3x3 majority vote makes
     neighbouring choices consistent; the coarsest (base) level is the average of all slices.
 
+    With ``noise_aware``, detail no stronger than noise is not picked: where a level's largest energy
+    over the slices is at most the largest that noise alone gives (the median over pixels of it for
+    white noise of the stack's estimated std, :func:`focalstack.utils.noise.noise_std`), the slices'
+    mean detail is used instead, and the picked detail takes over linearly up to twice that energy.
+    Picking the largest of S noisy coefficients keeps the strongest noise, and in weak texture that
+    noise decides what the image looks like; their mean averages it away.
+
     Args:
         stack: FocalStack or (S, C, H, W) images in [0, 1].
         levels: number of detail levels (default: halve until the short side is below 16 px, max 6).
+        noise_aware: leave out detail at the noise level (above); deterministic (fixed noise draw).
 
     Returns:
         (C, H, W) fused image clipped to [0, 1].
@@ -120,15 +159,17 @@ def focus_stack_aif(stack: FocalStack | torch.Tensor, *, levels: int | None = No
             side, levels = side // 2, levels + 1
     if levels < 0 or min(images.shape[-2:]) < 2**levels:
         raise ValueError(f"levels must be in [0, log2(min(H, W))], got {levels} for {tuple(images.shape)}")
-    gauss = [images]
-    for _ in range(levels):
-        gauss.append(kornia.geometry.transform.pyrdown(gauss[-1]))
+    gauss = _pyramid(images, levels)
+    details = _details(gauss)
+    floors = _noise_floors(images, levels) if noise_aware else [None] * levels
     fused = gauss[-1].mean(dim=0, keepdim=True)
-    for level in reversed(range(levels)):
-        detail = gauss[level] - _up(gauss[level + 1], gauss[level].shape)  # (S, C, h, w)
-        activity = kornia.filters.box_blur(detail.abs().sum(dim=1, keepdim=True), 3)[:, 0]
+    for detail, floor in zip(reversed(details), reversed(floors)):
+        activity = _activity(detail)
         choice = _majority(activity.argmax(dim=0)[None], S)  # (1, h, w)
         picked = detail.gather(0, choice[:, None].expand(1, detail.shape[1], -1, -1))
+        if floor is not None:
+            weight = (activity.amax(dim=0) / floor.clamp_min(1e-12) - 1.0).clamp(0.0, 1.0)
+            picked = torch.lerp(detail.mean(dim=0, keepdim=True), picked, weight[None, None])
         fused = _up(fused, picked.shape) + picked
     return fused[0].clamp(0.0, 1.0)
 

@@ -126,6 +126,12 @@ class FitConfig:
             residual blur. On accuracy set A's train split (``python -m benchmarks.fit_validation``)
             ``"after"`` kept the joint fit's AIF within 0.1 dB and had the depth error of a fit
             without the term, below the joint fit's.
+        noise_aware_aif: the sweep's focus-stacked AIF (and the textureless noise references', and the
+            fit's initial AIF) leaves out detail no stronger than noise
+            (:func:`focalstack.inference.baselines.focus_stack_aif` with ``noise_aware``): where no
+            slice has more detail than noise gives, it takes the slices' mean detail instead of the
+            largest, which is the strongest noise. Plain focus stacking keeps noise in weak texture,
+            and that noise, not the texture, then decided which depth re-rendered those pixels best.
     """
 
     iterations: int = 200
@@ -151,6 +157,7 @@ class FitConfig:
     margin: float = 1.0
     psf: Literal["auto", "disc", "gaussian"] = "auto"
     aif_prior: Literal["after", "joint"] = "after"
+    noise_aware_aif: bool = True
 
     def __post_init__(self) -> None:
         if self.init not in ("sweep", "dff", "network", "constant"):
@@ -265,9 +272,7 @@ def _initial_depth_aif(
     if cfg.init == "constant":
         return None, None
     if cfg.init == "sweep" and not cfg.estimate_blur_scale:
-        from focalstack.inference.baselines import focus_stack_aif
-
-        aif, costs = stacked or (focus_stack_aif(stack).to(device, torch.float32), None)
+        aif, costs = stacked or (_stacked_aif(stack.images, cfg).to(device, torch.float32), None)
         return _sweep_depth(full, aif, cfg, costs), aif
     if cfg.init in ("dff", "sweep"):
         from focalstack.inference.baselines import dff_predict
@@ -291,16 +296,22 @@ def _resolve_psf(
         return cfg.psf, None
     if cfg.estimate_blur_scale:
         return "gaussian", None
-    from focalstack.inference.baselines import focus_stack_aif
     from focalstack.losses.rendering import least_error_psf, sweep_costs_per_psf
 
-    aif = focus_stack_aif(stack).to(full["stack"].device, torch.float32)
+    aif = _stacked_aif(stack.images, cfg).to(full["stack"].device, torch.float32)
     size = _sweep_size(aif.shape[-2:], cfg)
     costs = sweep_costs_per_psf(
         _inputs_at(full, size), _resize(aif[None], size), loss=cfg.loss, candidates=cfg.loss.sweep_candidates
     )
     psf, _ = least_error_psf(costs)
     return psf, (aif, costs[psf])
+
+
+def _stacked_aif(images: torch.Tensor, cfg: FitConfig) -> torch.Tensor:
+    """(3, H, W) focus-stacked AIF of (S, 3, H, W) images, as the sweep takes it (``cfg.noise_aware_aif``)."""
+    from focalstack.inference.baselines import focus_stack_aif
+
+    return focus_stack_aif(images, noise_aware=cfg.noise_aware_aif)
 
 
 def _sweep_size(hw: tuple[int, int], cfg: FitConfig) -> tuple[int, int]:
@@ -362,7 +373,6 @@ def _noise_costs(
     estimated noise, :func:`focalstack.utils.noise.noise_std`), so what the sweep sees there is only
     what noise does to each hypothesis.
     """
-    from focalstack.inference.baselines import focus_stack_aif
     from focalstack.losses.rendering import sweep_costs
     from focalstack.utils.noise import noise_std
 
@@ -376,7 +386,7 @@ def _noise_costs(
     flat = (colour.view(1, C, 1, 1) + std * noise).clamp(0.0, 1.0)
     costs = sweep_costs(
         {**inputs, "stack": flat[None]},
-        focus_stack_aif(flat)[None],
+        _stacked_aif(flat, cfg)[None],
         loss=cfg.loss,
         candidates=cfg.loss.sweep_candidates,
     )
