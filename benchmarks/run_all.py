@@ -1,4 +1,4 @@
-"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 9 h on 2 CPU cores,
+"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 9.5 h on 2 CPU cores,
 of which about 2.5 h are the fit's 256-px sweep noise references; never timed end to end).
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
@@ -73,6 +73,28 @@ STEPS = [
         "bench_out/fit_validation_A0.json",
         "--md",
         "docs/results/fit_validation_A0.md",
+    ],
+    [  # the 256-px noise references with plain focus stacking (the default of session 13; 8 min)
+        "-m",
+        "benchmarks.fit_validation",
+        "--variant",
+        "fit (default, 256-px noise references)",
+        '{"noise_aware_aif": false}',
+        "--out",
+        "bench_out/fit_validation_ref256.json",
+        "--md",
+        "docs/results/fit_validation_ref256.md",
+    ],
+    [  # noise-aware focus stacking for the sweep (the default since session 14; 9 min)
+        "-m",
+        "benchmarks.fit_validation",
+        "--variant",
+        "fit (default, noise-aware focus stacking)",
+        "{}",
+        "--out",
+        "bench_out/fit_validation_noise_aware.json",
+        "--md",
+        "docs/results/fit_validation_noise_aware.md",
     ],
     ["-m", "benchmarks.noise_analysis"],  # where the noise costs, on two train scenes (4 min)
     ["-m", "benchmarks.edge_analysis"],  # where B's error lies, on B and Bsim (5 min)
