@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from benchmarks._common import REPO, machine_info, markdown_table, save
 from benchmarks.accuracy import ANTINOUS
 from benchmarks.fit_procedural import fit_config
-from benchmarks.noise_analysis import flat_quarter
+from benchmarks.noise_analysis import flat_quarter, signed_slices
 from focalstack.data.stack import FocalStack
 from focalstack.eval.metrics import mean_diopter_spacing, valid_mask
 from focalstack.inference.fit import fit_scene, initial_estimate
@@ -72,8 +72,7 @@ def regions(stack: FocalStack, band_px: int) -> dict[str, torch.Tensor]:
 
 def split_error(depth: torch.Tensor, stack: FocalStack, masks: dict[str, torch.Tensor]) -> dict[str, float]:
     """The error (slices) of ``depth`` in all valid pixels and per region (see the module docstring)."""
-    spacing = mean_diopter_spacing(stack.focus_m)
-    signed = (1.0 / depth - 1.0 / stack.depth_m.clamp_min(1e-6)) / spacing
+    signed = signed_slices(depth, stack)
     valid = valid_mask(stack.depth_m)
     total = signed[valid].abs().sum()
     row = {"error_slices": float(signed[valid].abs().mean())}

@@ -33,6 +33,11 @@ def flat_quarter(aif: torch.Tensor) -> torch.Tensor:
     return texture <= texture.flatten().quantile(0.25)
 
 
+def signed_slices(depth: torch.Tensor, stack: FocalStack) -> torch.Tensor:
+    """(H, W) fitted minus true inverse depth in slice spacings (positive = too near)."""
+    return (1 / depth - 1 / stack.depth_m.clamp_min(1e-6)) / mean_diopter_spacing(stack.focus_m)
+
+
 def scene_row(stack: FocalStack, name: str, iterations: int) -> dict:
     """Start and fit error (slices) of one stack, and the fit's error in its least-textured quarter."""
     cfg = fit_config(iterations, {})
@@ -40,7 +45,7 @@ def scene_row(stack: FocalStack, name: str, iterations: int) -> dict:
     depth = fit_scene(stack, cfg, progress=False).depth_m
     truth = stack.depth_m
     valid = valid_mask(truth)
-    signed = (1 / depth - 1 / truth.clamp_min(1e-6)) / mean_diopter_spacing(stack.focus_m)
+    signed = signed_slices(depth, stack)
     flat = flat_quarter(stack.aif) & valid
     rest = ~flat & valid
     return {
