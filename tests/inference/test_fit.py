@@ -10,14 +10,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from focalstack.data.normalize import t_to_depth
 from focalstack.data.stack import FocalStack
 from focalstack.inference.fit import (
     FitConfig,
     _noise_costs,
     _scene_inputs,
     choose_psf,
+    fit_range_m,
     fit_scene,
     initial_estimate,
+    pinned_fraction,
     resolve_camera,
     scale_steps,
 )
@@ -56,14 +59,21 @@ def synthetic_stack(
     aif = ((aif / 3 - 0.5) * 2.0 + 0.5).clamp(0, 1)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
     diopters = torch.where((xx - 0.4) ** 2 + (yy - 0.5) ** 2 < 0.06, 0.95, 0.3 + 0.6 * xx)
-    depth = (1.0 / diopters)[None, None]
+    return rendered_stack(aif[0], 1.0 / diopters, blur_scale, camera, psf)
+
+
+def rendered_stack(
+    aif: torch.Tensor, depth_m: torch.Tensor, blur_scale: float, camera: ThinLens | None, psf: str
+) -> FocalStack:
+    """The stack of ``aif`` (3, H, W) at ``depth_m`` (H, W) through ``CAMERA`` at ``FOCUS``."""
+    depth = depth_m[None, None]
     sigma = depth_to_sigma_px(
         depth, torch.tensor([FOCUS]), CAMERA.focal_length_m, CAMERA.f_number, CAMERA.pixel_size_m
     )
     # blurred in linear light, as real optics (and the fit's default renderer) do
-    linear = render_stack(srgb_to_linear(aif), sigma * blur_scale, kernel_size=None, psf=psf)
+    linear = render_stack(srgb_to_linear(aif[None]), sigma * blur_scale, kernel_size=None, psf=psf)
     images = linear_to_srgb(linear)[0]
-    return FocalStack(images, torch.tensor(FOCUS), camera, depth_m=depth[0, 0], aif=aif[0], name="synthetic")
+    return FocalStack(images, torch.tensor(FOCUS), camera, depth_m=depth_m, aif=aif, name="synthetic")
 
 
 def diopter_error(depth: torch.Tensor, gt: torch.Tensor) -> float:
@@ -173,6 +183,42 @@ def test_initial_estimate_is_where_the_fit_starts() -> None:
     assert initial_estimate(stack, FitConfig(init="constant")) == (None, None)
 
 
+@pytest.mark.parametrize(
+    ("pinned_rounds", "widen", "margin"), [(1, 2, 2.0), (5, 2, 3.0), (1, 0, 1.0), (0, 2, 1.0)]
+)
+def test_a_pinned_sweep_widens_the_range(monkeypatch, pinned_rounds: int, widen: int, margin: float) -> None:
+    """While the sweep puts most pixels at the near end, the margin grows by one spacing and it runs again,
+    at most ``widen_margin`` times; the fit is then bounded by that range. (The sweep is replaced by one
+    pinned for ``pinned_rounds`` calls: a real sweep pins only some real scenes, see range_coverage.)"""
+    import focalstack.inference.fit as fit_module
+
+    calls = []
+
+    def sweep(full, aif, cfg, costs=None):
+        calls.append(cfg.margin)
+        t = 1.0 if len(calls) <= pinned_rounds else 0.5
+        return t_to_depth(torch.full((1, 1, *aif.shape[-2:]), t), full["depth_range_m"])[0, 0]
+
+    monkeypatch.setattr(fit_module, "_sweep_depth", sweep)
+    stack = synthetic_stack(16, psf="disc")
+    cfg = FitConfig(scales=(1,), iterations=1, noise_reference_px=64, widen_margin=widen)
+    result = fit_scene(stack, cfg, progress=False)
+    near = 1.0 / (1.0 + margin * 0.2)  # FOCUS spans 1.0 .. 0.2 D: spacing 0.2 D; far is 1 km throughout
+    assert result.depth_range_m == pytest.approx((near, 1000.0))
+    assert calls == [1.0 + k for k in range(len(calls))] and len(calls) == 1 + int(margin - 1.0)
+    calls.clear()
+    assert fit_range_m(stack, cfg) == pytest.approx((near, 1000.0))
+
+
+def test_pinned_fraction_counts_the_ends_that_can_grow() -> None:
+    depth_range = torch.tensor([[0.5, 2.0]])  # 2 D .. 0.5 D
+    depth = torch.tensor([[0.5, 0.5], [1.0, 2.0]])  # two at the near end, one at the far end
+    assert pinned_fraction(depth, depth_range, candidates=5) == 0.5
+    assert pinned_fraction(torch.full((2, 2), 2.0), depth_range, candidates=5) == 1.0
+    # a far end already at 1 km cannot grow: pixels there do not count
+    assert pinned_fraction(torch.full((2, 2), 1000.0), torch.tensor([[0.5, 1000.0]]), candidates=5) == 0.0
+
+
 def test_noise_reference_does_not_depend_on_the_image_size() -> None:
     """The sweep's noise reference is a Monte-Carlo draw of a fixed size: small images get the same one."""
     cfg, colour, std = FitConfig(noise_reference_px=64), torch.tensor([0.3, 0.5, 0.7]), torch.tensor(0.02)
@@ -239,6 +285,10 @@ def test_bad_inputs_raise() -> None:
         {"step_growth": -1.0},
         {"step_growth": 5.0},
         {"noise_reference_px": 32},
+        {"margin": -1.0},
+        {"widen_margin": -1},
+        {"pinned_fraction": 0.0},
+        {"pinned_fraction": 1.5},
     ],
 )
 def test_bad_config_raises(kwargs) -> None:
@@ -269,6 +319,7 @@ def test_fit_command_writes_outputs(tmp_path: Path) -> None:
     info = json.loads((out / "prediction.json").read_text())
     assert info["method"] == "fit" and info["blur_scale"] == 1.0 and info["depth_units"] == "m"
     assert info["psf"] in ("disc", "gaussian") and info["fit_config"]["psf"] == "auto"
+    assert info["depth_range_m"] == pytest.approx([1 / 1.2, 1000.0])  # FOCUS widened by one spacing
     assert not (tmp_path / "out" / "b").exists()
 
 
@@ -292,9 +343,11 @@ def test_fit_command_parses_the_fit_options() -> None:
     from focalstack.cli.fit import FitCommand
 
     args = ["SCENE", "--fit.aif-prior", "joint", "--fit.psf", "disc", "--fit.loss.sweep-penalties", "None"]
-    cmd = tyro.cli(FitCommand, args=[*args, "--fit.step-growth", "2"])
+    cmd = tyro.cli(
+        FitCommand, args=[*args, "--fit.step-growth", "2", "--fit.margin", "3", "--fit.widen-margin", "0"]
+    )
     assert (cmd.fit.aif_prior, cmd.fit.psf, cmd.fit.loss.sweep_penalties) == ("joint", "disc", None)
-    assert cmd.fit.step_growth == 2.0
+    assert (cmd.fit.step_growth, cmd.fit.margin, cmd.fit.widen_margin) == (2.0, 3.0, 0)
     assert tyro.cli(FitCommand, args=["SCENE"]).fit == FitConfig()
     with pytest.raises(SystemExit):
         tyro.cli(FitCommand, args=["SCENE", "--fit.aif-prior", "sometimes"])

@@ -95,6 +95,7 @@ class FitCommand:
             "aligned": self.align,
             "blur_scale": result.blur_scale,
             "psf": result.psf,
+            "depth_range_m": list(result.depth_range_m),
             "fit_camera": result.camera.to_dict(),
             "fit_config": dataclasses.asdict(cfg),
             "final_loss": result.history[-1] if result.history else None,
