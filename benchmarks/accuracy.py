@@ -147,12 +147,14 @@ def network(checkpoint: str | Path | None) -> Predictor:
     return lambda stack: predict(stack, model=model)
 
 
-#: Changes of the fit's ablation rows, each adding one to the row above: plain focus stacking for the
+#: Changes of the fit's ablation rows, each adding one to the row above: a fixed working range (the
+#: default before ``widen_margin``), plain focus stacking for the
 #: sweep's AIF (the default before ``noise_aware_aif``), the AIF prior throughout the fit (the paper's
 #: way, the default before ``aif_prior="after"``), one noise reference for the sweep (the default before
 #: references per intensity), the Gaussian PSF always (the default before the PSF choice) and the
 #: sweep's windowed errors only (the default before the semi-global sweep).
-PLAIN_STACKING_FIT = {"noise_aware_aif": False}
+FIXED_RANGE_FIT = {"widen_margin": 0}
+PLAIN_STACKING_FIT = {"noise_aware_aif": False, **FIXED_RANGE_FIT}
 JOINT_AIF_FIT = {"aif_prior": "joint", **PLAIN_STACKING_FIT}
 SINGLE_NOISE_FIT = {"sweep_noise_levels": 1, **JOINT_AIF_FIT}
 GAUSSIAN_FIT = {"psf": "gaussian", **SINGLE_NOISE_FIT}
@@ -164,6 +166,7 @@ ORACLE = "diagnostic: fit started from the truth (reads GT)"
 FIT_ROWS = {
     "default": ("fit ({it} it/scale)", {}),
     "coarse-steps": ("fit with {it} k² it at size 1/k (step_growth 2)", COARSE_STEPS_FIT),
+    "fixed-range": ("fit with the range fixed (not widened where the sweep is pinned)", FIXED_RANGE_FIT),
     "plain-stacking": ("fit with plain focus stacking for the sweep", PLAIN_STACKING_FIT),
     "joint-aif": ("fit with the AIF prior throughout (the paper's)", JOINT_AIF_FIT),
     "single-noise": ("fit with one noise reference", SINGLE_NOISE_FIT),

@@ -8,7 +8,7 @@ scored with the accuracy table's metrics, averaged over the scenes; the JSON kee
 DFF + focus stacking is scored too: the AIF target is relative to it.
 
     python -m benchmarks.fit_validation [--variant NAME JSON ...] [--from-truth] [--stride 7]
-        [--offset 2] [--iterations 30]
+        [--offset 2] [--scenes NAME ...] [--iterations 30]
 
 ``--from-truth`` also fits each variant from the true depth and AIF (a diagnostic: it reads ground truth)
 and counts the scenes where the normal fit ends at a *lower* objective than that: there the objective,
@@ -76,13 +76,20 @@ def parse_variant(name: str, spec: str) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
 
 
-def train_scenes(folder: Path, stride: int, offset: int) -> list[FocalStack]:
-    """The scenes ``folder[offset::stride]`` (scene folders in name order).
+def train_scenes(folder: Path, stride: int, offset: int, names: list[str] | None = None) -> list[FocalStack]:
+    """The scenes ``folder[offset::stride]`` (scene folders in name order), or those named ``names``.
 
     Raises:
-        SystemExit: the folder is missing or holds no scene.
+        SystemExit: the folder is missing, holds no scene, or lacks a named one.
     """
-    scenes = scene_folders(folder)[offset::stride]
+    folders = scene_folders(folder)
+    if names:
+        missing = sorted(set(names) - {p.name for p in folders})
+        if missing:
+            raise SystemExit(f"no scene {missing} in {folder}")
+        scenes = [p for p in folders if p.name in names]
+    else:
+        scenes = folders[offset::stride]
     if not scenes:
         raise SystemExit(f"no scene in {folder}[{offset}::{stride}]")
     return [FocalStack.load(p) for p in scenes]
@@ -138,6 +145,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--stride", type=int, default=7)
     parser.add_argument("--offset", type=int, default=2)
     parser.add_argument(
+        "--scenes", nargs="+", metavar="NAME", help="these scenes instead of [offset::stride]"
+    )
+    parser.add_argument(
         "--iterations",
         type=int,
         default=30,
@@ -157,12 +167,13 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError as err:
         parser.error(str(err))
     torch.set_num_threads(2)
-    stacks = train_scenes(args.data, args.stride, args.offset)
+    stacks = train_scenes(args.data, args.stride, args.offset, args.scenes)
+    which = ", ".join(s.name for s in stacks) if args.scenes else f"[{args.offset}::{args.stride}]"
     rows = scored_rows(stacks, variants, args.iterations, args.from_truth)
     table = (
         f"Per-scene fit ({args.iterations} it{' at full size' if args.steps else '/scale'}) on accuracy "
-        f"set {args.data.name.removesuffix('_train')}'s train split, scenes "
-        f"[{args.offset}::{args.stride}] ({len(stacks)}), mean per scene; AIF PSNR against the true AIF; "
+        f"set {args.data.name.removesuffix('_train')}'s train split, scenes {which} ({len(stacks)}), "
+        "mean per scene; AIF PSNR against the true AIF; "
         "final_loss: the objective at the fit's last step; below_truth: scenes where it is lower than "
         f"where the fit {FROM_TRUTH} ends.\n\n" + markdown_table(rows, COLUMNS)
     )

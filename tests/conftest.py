@@ -32,6 +32,7 @@ def small_noise_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     import benchmarks.edge_analysis
     import benchmarks.fit_procedural
     import benchmarks.noise_analysis
+    import benchmarks.range_coverage
 
     real = benchmarks.fit_procedural.fit_config
 
@@ -39,7 +40,8 @@ def small_noise_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     def small(iterations: int, changes: dict):
         return real(iterations, {"noise_reference_px": 64, **changes})
 
-    for module in (benchmarks.edge_analysis, benchmarks.fit_procedural, benchmarks.noise_analysis):
+    modules = (benchmarks.fit_procedural, benchmarks.edge_analysis, benchmarks.noise_analysis)
+    for module in (*modules, benchmarks.range_coverage):
         monkeypatch.setattr(module, "fit_config", small)
 
 

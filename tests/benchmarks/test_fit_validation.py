@@ -30,6 +30,9 @@ def test_train_scenes_takes_the_stride_in_name_order(tmp_path: Path) -> None:
     for name in ("s2", "s0", "s1", "s3"):
         synthetic_stack(size=16).save(tmp_path / name)
     assert [s.name for s in train_scenes(tmp_path, 2, 1)] == ["s1", "s3"]
+    assert [s.name for s in train_scenes(tmp_path, 2, 1, ["s2", "s0"])] == ["s0", "s2"]  # names win
+    with pytest.raises(SystemExit, match="s9"):
+        train_scenes(tmp_path, 1, 0, ["s0", "s9"])
     with pytest.raises(SystemExit, match="no scene"):
         train_scenes(tmp_path, 1, 9)
     with pytest.raises(SystemExit, match="make_accuracy_data"):
