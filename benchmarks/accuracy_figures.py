@@ -9,7 +9,8 @@ warm); the error map is |1/d - 1/g| in slice spacings, 0 (black) to 1 (white).
 
     python -m benchmarks.accuracy_figures [--scenes 6] [--fit-iterations 30]
 
-Writes JPEGs to ``docs/gallery/accuracy/`` and ``docs/results/accuracy_figures.md``.
+Writes JPEGs to ``docs/gallery/accuracy/`` (removing the figures of scenes it did not pick) and
+``docs/results/accuracy_figures.md``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,15 @@ def scene_figure(stack: FocalStack, depths: dict[str, torch.Tensor], scores: dic
     return np.concatenate([np.concatenate(tiles[i : i + 4], axis=1) for i in range(0, len(tiles), 4)], axis=0)
 
 
+def prune_figures(folder: Path, keep: set[str]) -> list[str]:
+    """Remove the JPEGs in ``folder`` not named in ``keep`` (figures of scenes this run did not pick,
+    which the markdown no longer shows and which would go stale); returns the removed names."""
+    removed = sorted(p.name for p in folder.glob("*.jpg") if p.name not in keep)
+    for name in removed:
+        (folder / name).unlink()
+    return removed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "accuracy" / "A_test")
@@ -109,8 +119,10 @@ def main() -> None:
             cv2.imwrite(str(tmp), figure, [cv2.IMWRITE_JPEG_QUALITY, 88])
         rel = path.relative_to(REPO) if path.is_relative_to(REPO) else path
         lines += [f"**{kind}: {stack.name}**", "", f"![]({rel})", ""]
+    prune_figures(args.out, {f"{r[1].name}.jpg" for _, r in picked})
     args.md.parent.mkdir(parents=True, exist_ok=True)
-    args.md.write_text("\n".join(lines))
+    with atomic_path(args.md) as tmp:
+        tmp.write_text("\n".join(lines))
     print(f"wrote {args.out}/ and {args.md}")
 
 
