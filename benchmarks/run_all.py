@@ -1,4 +1,4 @@
-"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 10 h on 2 CPU cores,
+"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 10.3 h on 2 CPU cores,
 of which about 2.5 h are the fit's 256-px sweep noise references; never timed end to end).
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
@@ -114,6 +114,20 @@ STEPS = [
         "bench_out/fit_validation_range.json",
         "--md",
         "docs/results/fit_validation_range.md",
+    ],
+    [  # the fit's depth smoothness weight, 30 and 3 against the default 10 (session 16; 18 min)
+        "-m",
+        "benchmarks.fit_validation",
+        "--variant",
+        "smooth_weight 30",
+        '{"smooth_weight": 30.0}',
+        "--variant",
+        "smooth_weight 3",
+        '{"smooth_weight": 3.0}',
+        "--out",
+        "bench_out/fit_validation_smooth.json",
+        "--md",
+        "docs/results/fit_validation_smooth.md",
     ],
     ["-m", "benchmarks.noise_analysis"],  # where the noise costs, on two train scenes (4 min)
     ["-m", "benchmarks.edge_analysis"],  # where B's error lies, on B and Bsim (5 min)
