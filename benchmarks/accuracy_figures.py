@@ -86,7 +86,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO / "data" / "accuracy" / "A_test")
     parser.add_argument("--scenes", type=int, default=6)
     parser.add_argument("--fit-iterations", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "gallery" / "accuracy")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "docs" / "gallery" / "accuracy",
+        help="a folder of its own: JPEGs in it that this run does not write are removed",
+    )
     parser.add_argument("--md", type=Path, default=REPO / "docs" / "results" / "accuracy_figures.md")
     args = parser.parse_args()
     if not args.data.is_dir():
