@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import statistics
 
 import torch
@@ -31,7 +32,7 @@ from benchmarks.accuracy import scene_folders
 from benchmarks.fit_procedural import fit_config
 from focalstack.data.normalize import working_range_m
 from focalstack.data.stack import FocalStack
-from focalstack.eval.metrics import depth_metrics, mean_diopter_spacing, valid_mask
+from focalstack.eval.metrics import depth_metrics, valid_mask
 from focalstack.inference.fit import FitConfig, fit_range_m, initial_estimate, pinned_fraction
 
 MARGINS = (1, 2, 3)
@@ -61,9 +62,10 @@ def sweep_range(stack: FocalStack, cfg: FitConfig) -> dict[str, float]:
     if pinned <= cfg.pinned_fraction:
         return {"pinned": pinned, "fit_margin": cfg.margin}
     near = fit_range_m(stack, cfg)[0]
-    # the margin the near end was widened to, in slice spacings
-    margin = (1.0 / near - (1.0 / focus).max().item()) / mean_diopter_spacing(focus)
-    return {"pinned": pinned, "fit_margin": round(margin, 3)}
+    # the margin the sweep widened to: the one whose working range has that near end
+    widened = [cfg.margin + k for k in range(1, cfg.widen_margin + 1)]
+    ends = [working_range_m(focus[None], m)[0, 0].item() for m in widened]
+    return {"pinned": pinned, "fit_margin": next(m for m, e in zip(widened, ends) if math.isclose(e, near))}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -666,10 +666,10 @@ def _started(
     for _ in range(cfg.widen_margin if uses_sweep else 0):
         if pinned_fraction(start[0], full["depth_range_m"], cfg.loss.sweep_candidates) <= cfg.pinned_fraction:
             break
-        # the PSF is resolved by now, so only the range and the sweep are redone
+        # the PSF, the inputs and the stacked AIF stay: only the range and the sweep are redone
         cfg = dataclasses.replace(cfg, margin=cfg.margin + 1.0)
-        full, camera, cfg, _ = _prepared(stack, cfg, device)
-        start = _initial_depth_aif(stack, cfg, device, full, (start[1], None))  # same stacked AIF
+        full = {**full, "depth_range_m": working_range_m(full["focus_m"], cfg.margin)}
+        start = _initial_depth_aif(stack, cfg, device, full, (start[1], None))
     return full, camera, cfg, start
 
 
