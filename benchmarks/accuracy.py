@@ -147,13 +147,15 @@ def network(checkpoint: str | Path | None) -> Predictor:
     return lambda stack: predict(stack, model=model)
 
 
-#: Changes of the fit's ablation rows, each adding one to the row above: a fixed working range (the
+#: Changes of the fit's ablation rows, each adding one to the row above: no low-pass on the sweep's
+#: residuals (the default before ``sweep_residual_blur_px``), a fixed working range (the
 #: default before ``widen_margin``), plain focus stacking for the
 #: sweep's AIF (the default before ``noise_aware_aif``), the AIF prior throughout the fit (the paper's
 #: way, the default before ``aif_prior="after"``), one noise reference for the sweep (the default before
 #: references per intensity), the Gaussian PSF always (the default before the PSF choice) and the
 #: sweep's windowed errors only (the default before the semi-global sweep).
-FIXED_RANGE_FIT = {"widen_margin": 0}
+NO_RESIDUAL_BLUR_FIT = {"sweep_residual_blur_px": 0.0}
+FIXED_RANGE_FIT = {"widen_margin": 0, **NO_RESIDUAL_BLUR_FIT}
 PLAIN_STACKING_FIT = {"noise_aware_aif": False, **FIXED_RANGE_FIT}
 JOINT_AIF_FIT = {"aif_prior": "joint", **PLAIN_STACKING_FIT}
 SINGLE_NOISE_FIT = {"sweep_noise_levels": 1, **JOINT_AIF_FIT}
@@ -166,6 +168,7 @@ ORACLE = "diagnostic: fit started from the truth (reads GT)"
 FIT_ROWS = {
     "default": ("fit ({it} it/scale)", {}),
     "coarse-steps": ("fit with {it} k² it at size 1/k (step_growth 2)", COARSE_STEPS_FIT),
+    "no-residual-blur": ("fit without the sweep's residual low-pass", NO_RESIDUAL_BLUR_FIT),
     "fixed-range": ("fit with the range fixed (not widened where the sweep is pinned)", FIXED_RANGE_FIT),
     "plain-stacking": ("fit with plain focus stacking for the sweep", PLAIN_STACKING_FIT),
     "joint-aif": ("fit with the AIF prior throughout (the paper's)", JOINT_AIF_FIT),

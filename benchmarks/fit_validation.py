@@ -10,6 +10,9 @@ DFF + focus stacking is scored too: the AIF target is relative to it.
     python -m benchmarks.fit_validation [--variant NAME JSON ...] [--from-truth] [--stride 7]
         [--offset 2] [--scenes NAME ...] [--iterations 30]
 
+``--residual-blur`` compares the depth sweep's low-pass on each hypothesis's residual: none (the default
+before session 17), the default std 1 px and 2 px.
+
 ``--from-truth`` also fits each variant from the true depth and AIF (a diagnostic: it reads ground truth)
 and counts the scenes where the normal fit ends at a *lower* objective than that: there the objective,
 not the start, keeps the fit from the truth.
@@ -47,6 +50,12 @@ DEFAULT_VARIANTS = {
 STEP_VARIANTS = {
     "fit (default: the same steps at every scale)": {},
     "fit with steps x k^2 at scale 1/k (step_growth 2)": {"step_growth": 2.0},
+}
+#: The sweep's residual low-pass (--residual-blur): the default (1 px) against none and 2 px.
+RESIDUAL_VARIANTS = {
+    "fit without the residual low-pass (the default before session 17)": {"sweep_residual_blur_px": 0.0},
+    "fit (default: residuals low-passed, std 1 px)": {},
+    "fit with residuals low-passed, std 2 px": {"sweep_residual_blur_px": 2.0},
 }
 COLUMNS = [
     "method",
@@ -138,8 +147,14 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="also fit each variant from the true depth and AIF (a diagnostic that reads ground truth)",
     )
-    parser.add_argument(
+    presets = parser.add_mutually_exclusive_group()
+    presets.add_argument(
         "--steps", action="store_true", help="compare step schedules instead of the AIF-prior ablation"
+    )
+    presets.add_argument(
+        "--residual-blur",
+        action="store_true",
+        help="compare the sweep's residual low-pass (0, 1, 2 px) instead of the AIF-prior ablation",
     )
     parser.add_argument("--data", type=Path, default=REPO / "data" / "accuracy" / "A_train")
     parser.add_argument("--stride", type=int, default=7)
@@ -153,16 +168,18 @@ def main(argv: list[str] | None = None) -> dict:
         default=30,
         help="fit iterations (at full size; per scale for step_growth 0)",
     )
-    parser.add_argument("--out", help="JSON (default bench_out/fit_validation[_steps].json)")
-    parser.add_argument("--md", help="markdown (default docs/results/fit_validation[_steps].md)")
+    parser.add_argument("--out", help="JSON (default bench_out/fit_validation[_steps|_residual].json)")
+    parser.add_argument("--md", help="markdown (default docs/results/fit_validation[_steps|_residual].md)")
     args = parser.parse_args(argv)
-    stem = "fit_validation_steps" if args.steps else "fit_validation"
+    stem = "fit_validation" + ("_steps" if args.steps else "_residual" if args.residual_blur else "")
     args.out = args.out or str(REPO / "bench_out" / f"{stem}.json")
     args.md = args.md or str(REPO / "docs" / "results" / f"{stem}.md")
     if args.stride < 1 or args.offset < 0:
         parser.error("need --stride >= 1 and --offset >= 0")
     try:
-        default = STEP_VARIANTS if args.steps else DEFAULT_VARIANTS
+        default = (
+            STEP_VARIANTS if args.steps else RESIDUAL_VARIANTS if args.residual_blur else DEFAULT_VARIANTS
+        )
         variants = {n: parse_variant(n, s) for n, s in args.variant} if args.variant else default
     except ValueError as err:
         parser.error(str(err))

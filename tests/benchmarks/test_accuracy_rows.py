@@ -20,8 +20,11 @@ def test_fit_rows_each_undo_one_more_default() -> None:
     default = FitConfig(iterations=2)
     assert fit_config(2, FIT_ROWS["default"][1]) == default and default.aif_prior == "after"
     assert default.noise_aware_aif
+    unfiltered = fit_config(2, FIT_ROWS["no-residual-blur"][1])
+    assert unfiltered.loss == dataclasses.replace(default.loss, sweep_residual_blur_px=0.0)
+    assert default.loss.sweep_residual_blur_px > 0
     fixed = fit_config(2, FIT_ROWS["fixed-range"][1])
-    assert fixed == dataclasses.replace(default, widen_margin=0) and default.widen_margin > 0
+    assert fixed == dataclasses.replace(unfiltered, widen_margin=0) and default.widen_margin > 0
     plain = fit_config(2, FIT_ROWS["plain-stacking"][1])
     assert plain == dataclasses.replace(fixed, noise_aware_aif=False)
     assert fit_config(2, FIT_ROWS["joint-aif"][1]) == dataclasses.replace(plain, aif_prior="joint")

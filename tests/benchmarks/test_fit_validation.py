@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 
 from benchmarks.fit_procedural import fit_config
-from benchmarks.fit_validation import DFF, FROM_TRUTH, STEP_VARIANTS, main, parse_variant, train_scenes
+from benchmarks.fit_validation import (
+    DFF,
+    FROM_TRUTH,
+    RESIDUAL_VARIANTS,
+    STEP_VARIANTS,
+    main,
+    parse_variant,
+    train_scenes,
+)
 from tests.inference.test_fit import synthetic_stack
 
 
@@ -94,3 +102,17 @@ def test_steps_compares_the_step_schedules(tmp_path: Path) -> None:
     assert [r["method"] for r in payload["rows"]] == [DFF, *STEP_VARIANTS]
     assert [r["changes"] for r in payload["rows"][1:]] == [{}, {"step_growth": 2.0}]
     assert "1 it at full size" in md.read_text()
+
+
+@pytest.mark.usefixtures("small_noise_reference")
+def test_residual_blur_compares_the_sweeps_low_pass(tmp_path: Path) -> None:
+    synthetic_stack(size=32, psf="disc").save(tmp_path / "A_train" / "s0")
+    data = ["--data", str(tmp_path / "A_train"), "--stride", "1", "--offset", "0", "--iterations", "1"]
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    payload = main([*data, "--residual-blur", "--out", str(out), "--md", str(md)])
+    assert [r["method"] for r in payload["rows"]] == [DFF, *RESIDUAL_VARIANTS]
+    changes = [r["changes"] for r in payload["rows"][1:]]
+    assert changes == [{"sweep_residual_blur_px": 0.0}, {}, {"sweep_residual_blur_px": 2.0}]
+    assert fit_config(1, {}).loss.sweep_residual_blur_px == 1.0  # the row called the default is
+    with pytest.raises(SystemExit):
+        main([*data, "--residual-blur", "--steps"])

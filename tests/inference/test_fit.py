@@ -244,6 +244,24 @@ def test_noise_aware_stacking_shrinks_the_noise_lean() -> None:
     assert spreads[1] < 0.7 * spreads[0]
 
 
+def test_residual_low_pass_only_on_noisy_stacks() -> None:
+    """The sweep low-passes its residuals against sensor noise; on a noise-free stack that only loses
+    detail, so it is turned off there, and the fit says which it used."""
+    from focalstack.inference.fit import noise_gated
+
+    cfg = FitConfig()
+    clean = synthetic_stack(48).images
+    noisy = (clean + 0.02 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert cfg.loss.sweep_residual_blur_px == 1.0
+    assert noise_gated(cfg, clean).loss.sweep_residual_blur_px == 0.0
+    assert noise_gated(cfg, noisy) is cfg
+    assert noise_gated(FitConfig(residual_blur_min_noise=0.0), clean).loss.sweep_residual_blur_px == 1.0
+    small = FitConfig(init="sweep", scales=(1,), iterations=1, noise_reference_px=64)
+    noisy_stack = FocalStack(noisy, FOCUS, CAMERA, name="noisy")
+    assert fit_scene(noisy_stack, small, progress=False).sweep_residual_blur_px == 1.0
+    assert fit_scene(synthetic_stack(48), small, progress=False).sweep_residual_blur_px == 0.0
+
+
 def test_incomplete_camera_needs_blur_scale_estimation() -> None:
     stack = synthetic_stack(16, camera=None)
     stack.meta["camera"] = {"focal_length_m": 0.05, "f_number": 2.0}
@@ -289,6 +307,7 @@ def test_bad_inputs_raise() -> None:
         {"widen_margin": -1},
         {"pinned_fraction": 0.0},
         {"pinned_fraction": 1.5},
+        {"residual_blur_min_noise": -0.1},
     ],
 )
 def test_bad_config_raises(kwargs) -> None:
@@ -320,6 +339,7 @@ def test_fit_command_writes_outputs(tmp_path: Path) -> None:
     assert info["method"] == "fit" and info["blur_scale"] == 1.0 and info["depth_units"] == "m"
     assert info["psf"] in ("disc", "gaussian") and info["fit_config"]["psf"] == "auto"
     assert info["depth_range_m"] == pytest.approx([1 / 1.2, 1000.0])  # FOCUS widened by one spacing
+    assert info["sweep_residual_blur_px"] == 0.0  # a noise-free stack: no low-pass
     assert not (tmp_path / "out" / "b").exists()
 
 

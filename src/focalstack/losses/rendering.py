@@ -132,7 +132,8 @@ def sweep_costs(
             depth = t_to_depth(tj.expand(B, 1, 1, 1), inputs["depth_range_m"])
             sigma = blur_px(inputs, depth, blur_scale).expand(B, S, H, W).contiguous()
             render = _render_source(source, sigma, loss)
-            costs.append((render - stack).square().mean(dim=2).sum(dim=1))
+            residual = _window(render - stack, loss.sweep_residual_blur_px)
+            costs.append(residual.square().mean(dim=2).sum(dim=1))
     return torch.stack(costs, dim=1)
 
 
@@ -388,11 +389,13 @@ def _per_pixel_contrast(
 
 
 def _window(cost: torch.Tensor, sigma_px: float) -> torch.Tensor:
-    """``cost`` summed over a Gaussian window of std ``sigma_px`` (0: unchanged)."""
+    """``cost`` (..., H, W) summed over a Gaussian window of std ``sigma_px`` (0: unchanged)."""
     if sigma_px <= 0:
         return cost
     k = 2 * math.ceil(3 * sigma_px) + 1
-    return kornia.filters.gaussian_blur2d(cost, (k, k), (sigma_px, sigma_px), border_type="replicate")
+    x = cost.reshape(-1, 1, *cost.shape[-2:])
+    x = kornia.filters.gaussian_blur2d(x, (k, k), (sigma_px, sigma_px), border_type="replicate")
+    return x.reshape(cost.shape)
 
 
 def _refine(cost: torch.Tensor) -> torch.Tensor:

@@ -84,6 +84,10 @@ class LossConfig:
             reference per intensity level, each with that level's noise
             (:func:`focalstack.utils.noise.noise_profile`). 1: a single reference with the stack's mean
             colour and overall noise. Only the fit's sweep (with ``sweep_penalties``) uses it.
+        sweep_residual_blur_px: std (pixels) of a Gaussian low-pass applied to each hypothesis's
+            residual (re-rendering minus input) before it is squared (0: none). Defocus differences
+            between hypotheses lie mostly at low and middle frequencies, white sensor noise at all, so
+            filtering first keeps most of the evidence and drops most of the noise's variance.
     """
 
     recon_weight: float = 1e3
@@ -110,6 +114,7 @@ class LossConfig:
     sweep_normalise: bool = False
     sweep_penalties: tuple[float, float] | None = None
     sweep_noise_levels: int = 6
+    sweep_residual_blur_px: float = 0.0
 
     def __post_init__(self) -> None:
         if self.coarse_aif not in ("hard", "soft"):
@@ -128,6 +133,8 @@ class LossConfig:
             raise ValueError(f"focus_prior_target must be 'dff' or 'sweep', got {self.focus_prior_target!r}")
         if self.sweep_candidates < 3 or self.sweep_window_px < 0 or self.sweep_levels < 1:
             raise ValueError("need sweep_candidates >= 3, sweep_window_px >= 0 and sweep_levels >= 1")
+        if self.sweep_residual_blur_px < 0:
+            raise ValueError(f"sweep_residual_blur_px must be >= 0, got {self.sweep_residual_blur_px}")
         if self.sweep_noise_levels < 1:
             raise ValueError(f"sweep_noise_levels must be >= 1, got {self.sweep_noise_levels}")
         penalties = self.sweep_penalties
