@@ -340,8 +340,8 @@ def _resolve_psf(
     """``cfg.psf``, or for ``"auto"`` the one :func:`~focalstack.losses.least_error_psf` picks at sweep size.
 
     The choice compares unfiltered residuals (``loss.sweep_residual_blur_px`` 0): the two PSFs differ
-    most at high frequencies, which the sweep's low-pass removes (with it, 5 of A's 29 disc-rendered
-    validation and test stacks picked the Gaussian).
+    most at high frequencies, which the sweep's low-pass removes (in an ad hoc probe with it, 5 of A's
+    29 disc-rendered validation and test stacks picked the Gaussian; README, session 17).
 
     Returns:
         The PSF and, when ``"auto"`` rendered them, the focus-stacked AIF (3, H, W) and the chosen PSF's
