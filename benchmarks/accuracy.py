@@ -38,7 +38,9 @@ from focalstack.eval.metrics import aif_metrics, depth_metrics
 SHARED = REPO.parent / "shared" / "data"
 #: Test data B.
 ANTINOUS = SHARED / "lightfield" / "antinous_stack"
-Predictor = Callable[[FocalStack], tuple[torch.Tensor, torch.Tensor]]
+#: (depth (H, W) metres, AIF (3, H, W)), optionally followed by a dict of what the method chose for the
+#: scene (kept in ``per_scene``, not averaged).
+Predictor = Callable[[FocalStack], tuple]
 
 
 #: Test sets (--sets); A0 is the noise ablation, Bsim the optics ablation of B.
@@ -207,18 +209,20 @@ def fit_predictor(
         r = fit_scene(stack, cfg, progress=False, **init)
         if losses is not None:
             losses.append(r.history[-1]["total"] if r.history else float("nan"))
-        return r.depth_m, r.aif
+        chosen = {"psf": r.psf, "depth_range_m": list(r.depth_range_m)}
+        return r.depth_m, r.aif, {**chosen, "sweep_residual_blur_px": r.sweep_residual_blur_px}
 
     return run
 
 
 def score(method: str, dataset: str, stacks: list[FocalStack], predictor: Predictor) -> dict:
     """Mean metrics of one method on one test set (per image, then averaged); ``per_scene`` keeps each."""
-    rows, seconds = [], 0.0
+    rows, chosen, seconds = [], [], 0.0
     for stack in stacks:
         t0 = time.perf_counter()
-        depth, aif = predictor(stack)
+        depth, aif, *info = predictor(stack)
         seconds += time.perf_counter() - t0
+        chosen.append(info[0] if info else {})
         m = depth_metrics(depth, stack.depth_m, focus_m=stack.focus_m)
         m.update(aif_metrics(aif, stack.aif) if stack.aif is not None else {})
         rows.append(m)
@@ -229,7 +233,7 @@ def score(method: str, dataset: str, stacks: list[FocalStack], predictor: Predic
         "scenes": len(stacks),
         "s_per_scene": seconds / len(stacks),
         **mean,
-        "per_scene": [{"scene": s.name, **r} for s, r in zip(stacks, rows)],
+        "per_scene": [{"scene": s.name, **r, **c} for s, r, c in zip(stacks, rows, chosen)],
     }
 
 

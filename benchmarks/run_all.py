@@ -1,4 +1,4 @@
-"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 10.8 h on 2 CPU cores,
+"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 11.1 h on 2 CPU cores,
 of which about 2.5 h are the fit's 256-px sweep noise references; never timed end to end).
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
@@ -131,6 +131,24 @@ STEPS = [
         "bench_out/fit_validation_smooth.json",
         "--md",
         "docs/results/fit_validation_smooth.md",
+    ],
+    [  # the PSF chosen from a plain focus-stacked AIF (the default since session 18; 15 min): the six
+        # train scenes where the sweep's noise-aware AIF picked the Gaussian
+        "-m",
+        "benchmarks.fit_validation",
+        "--scenes",
+        *("dfd_indoor_033", "dfd_indoor_052", "dfd_indoor_060", "dfd_indoor_067", "dfd_indoor_068"),
+        "dfd_indoor_075",
+        "--variant",
+        "fit (default: PSF chosen from a plain focus-stacked AIF, disc here)",
+        "{}",
+        "--variant",
+        "fit with the Gaussian PSF (the noise-aware AIF's choice here)",
+        '{"psf": "gaussian"}',
+        "--out",
+        "bench_out/fit_validation_psf.json",
+        "--md",
+        "docs/results/fit_validation_psf.md",
     ],
     ["-m", "benchmarks.noise_analysis"],  # where the noise costs, on two train scenes (4 min)
     ["-m", "benchmarks.edge_analysis"],  # where B's error lies, on B and Bsim (5 min)

@@ -262,6 +262,38 @@ def test_residual_low_pass_only_on_noisy_stacks() -> None:
     assert fit_scene(synthetic_stack(48), small, progress=False).sweep_residual_blur_px == 0.0
 
 
+def test_psf_choice_renders_a_plainly_stacked_aif_without_low_pass(monkeypatch) -> None:
+    """The PSFs differ most in fine detail, which the sweep's noise-aware AIF and residual low-pass
+    remove; the choice keeps it, and the sweep still gets its own AIF (reusing the choice's costs only
+    where its options are the choice's)."""
+    import focalstack.losses.rendering as rendering
+    from focalstack.inference.baselines import focus_stack_aif
+    from focalstack.inference.fit import _resolve_psf
+
+    clean = synthetic_stack(48, psf="disc").images
+    noisy = (clean + 0.02 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    stack = FocalStack(noisy, FOCUS, CAMERA, name="noisy")
+    plain = focus_stack_aif(noisy, noise_aware=False)
+    aware = focus_stack_aif(noisy, noise_aware=True)
+    assert not torch.equal(plain, aware)
+    seen = []
+    real = rendering.sweep_costs_per_psf
+
+    def spy(inputs, aif, **kwargs):
+        seen.append((aif, kwargs["loss"]))
+        return real(inputs, aif, **kwargs)
+
+    monkeypatch.setattr(rendering, "sweep_costs_per_psf", spy)
+    cfg = FitConfig()  # noise-aware AIF, low-pass 1 px
+    full = _scene_inputs(stack, cfg, torch.device("cpu"))[0]
+    psf, (aif, costs) = _resolve_psf(stack, cfg, full)
+    assert torch.equal(seen[0][0], plain[None]) and seen[0][1].sweep_residual_blur_px == 0.0
+    assert torch.equal(aif, aware) and costs is None
+    same = FitConfig(noise_aware_aif=False, loss=dataclasses.replace(cfg.loss, sweep_residual_blur_px=0.0))
+    psf_same, (aif_same, costs_same) = _resolve_psf(stack, same, full)
+    assert psf_same == psf and torch.equal(aif_same, plain) and costs_same.shape == (1, 32, 48, 48)
+
+
 def test_incomplete_camera_needs_blur_scale_estimation() -> None:
     stack = synthetic_stack(16, camera=None)
     stack.meta["camera"] = {"focal_length_m": 0.05, "f_number": 2.0}

@@ -131,14 +131,14 @@ class FitConfig:
             (``python -m benchmarks.range_coverage --sweep``).
         psf: the renderer's point-spread function: ``"disc"`` (the geometric-optics blur of a circular
             aperture), ``"gaussian"`` (the network's training renderer, the paper's model) or
-            ``"auto"`` (the default): the one that re-renders the stack better from a focus-stacked AIF,
-            :func:`focalstack.losses.select_psf`. With ``estimate_blur_scale`` the blur is not known
-            yet, and ``"auto"`` keeps the Gaussian, with which blind fits were validated. On the
-            procedural validation sets (half of their scenes rendered with each PSF) and accuracy set
-            A's train split the disc alone already beat the Gaussian on AbsRel
-            (``python -m benchmarks.fit_procedural``); the choice keeps the Gaussian where a stack
-            was made with it. ``loss.psf`` is where the resolved choice goes; setting it to anything
-            but the default or ``psf`` raises.
+            ``"auto"`` (the default): the one that re-renders the stack better from a plainly
+            focus-stacked AIF (not ``noise_aware_aif``), :func:`focalstack.losses.select_psf`. With
+            ``estimate_blur_scale`` the blur is not known yet, and ``"auto"`` keeps the Gaussian, with
+            which blind fits were validated. On the procedural validation sets (half of their scenes
+            rendered with each PSF) and accuracy set A's train split the disc alone already beat the
+            Gaussian on AbsRel (``python -m benchmarks.fit_procedural``); the choice keeps the Gaussian
+            where a stack was made with it. ``loss.psf`` is where the resolved choice goes; setting it
+            to anything but the default or ``psf`` raises.
         aif_prior: when the coarse-AIF term (``loss.aif_weight``) acts. ``"after"`` (the default): depth
             and AIF are fitted without it, then the AIF alone is refitted with the full loss for
             ``iterations`` more steps at the last scale while the depth stays fixed. ``"joint"``: the
@@ -148,10 +148,10 @@ class FitConfig:
             ``"after"`` kept the joint fit's AIF within 0.1 dB and had the depth error of a fit
             without the term, below the joint fit's.
         noise_aware_aif: the sweep's focus-stacked AIF (and the textureless noise references', and the
-            fit's initial AIF) leaves out detail no stronger than noise
-            (:func:`focalstack.inference.baselines.focus_stack_aif` with ``noise_aware``): where no
-            slice has more detail than noise gives, it takes the slices' mean detail instead of the
-            largest, which is the strongest noise. Plain focus stacking keeps noise in weak texture,
+            fit's initial AIF; not the PSF choice's, see ``_resolve_psf``) leaves out detail no stronger
+            than noise (:func:`focalstack.inference.baselines.focus_stack_aif` with ``noise_aware``):
+            where no slice has more detail than noise gives, it takes the slices' mean detail instead of
+            the largest, which is the strongest noise. Plain focus stacking keeps noise in weak texture,
             and that noise, not the texture, then decided which depth re-rendered those pixels best.
             Chosen on accuracy set A's train split (``python -m benchmarks.fit_validation``: 0.196 ->
             0.177 slices, AbsRel 0.090 -> 0.078); on the test sets (``python -m benchmarks.accuracy``)
@@ -336,31 +336,38 @@ def _initial_depth_aif(
 
 def _resolve_psf(
     stack: FocalStack, cfg: FitConfig, full: dict[str, torch.Tensor]
-) -> tuple[str, tuple[torch.Tensor, torch.Tensor] | None]:
+) -> tuple[str, tuple[torch.Tensor, torch.Tensor | None] | None]:
     """``cfg.psf``, or for ``"auto"`` the one :func:`~focalstack.losses.least_error_psf` picks at sweep size.
 
-    The choice compares unfiltered residuals (``loss.sweep_residual_blur_px`` 0): the two PSFs differ
-    most at high frequencies, which the sweep's low-pass removes (in an ad hoc probe with it, 5 of A's
-    29 disc-rendered validation and test stacks picked the Gaussian; README, session 17).
+    The choice renders a plainly focus-stacked AIF (the sharpest slice per pixel) and compares unfiltered
+    residuals (``loss.sweep_residual_blur_px`` 0), whatever the sweep then uses: the two PSFs differ
+    most in fine detail, which the sweep's low-pass and noise-aware stacking (``cfg.noise_aware_aif``)
+    both remove. With the noise-aware AIF, 8 of accuracy set A's 81 disc-rendered train and test stacks
+    picked the Gaussian (ad hoc probe, README, session 18); with the plain one none did, and the 20
+    Gaussian-rendered stacks of A′ all kept the Gaussian (``python -m benchmarks.psf_choice``).
 
     Returns:
-        The PSF and, when ``"auto"`` rendered them, the focus-stacked AIF (3, H, W) and the chosen PSF's
-        sweep costs (1, N, h, w), which the sweep then reuses (``None`` when its residuals are
-        low-passed).
+        The PSF and, when ``"auto"`` rendered them, the sweep's focus-stacked AIF (3, H, W) and the chosen
+        PSF's sweep costs (1, N, h, w), which the sweep then reuses (``None`` when the sweep's options
+        differ from the choice's: a noise-aware AIF or low-passed residuals).
     """
     if cfg.psf != "auto":
         return cfg.psf, None
     if cfg.estimate_blur_scale:
         return "gaussian", None
+    from focalstack.inference.baselines import focus_stack_aif
     from focalstack.losses.rendering import least_error_psf, sweep_costs_per_psf
 
-    aif = _stacked_aif(stack.images, cfg).to(full["stack"].device, torch.float32)
-    size = _sweep_size(aif.shape[-2:], cfg)
+    device = full["stack"].device
+    plain = focus_stack_aif(stack.images, noise_aware=False).to(device, torch.float32)
+    size = _sweep_size(plain.shape[-2:], cfg)
     unfiltered = dataclasses.replace(cfg.loss, sweep_residual_blur_px=0.0)
-    inputs, small = _inputs_at(full, size), _resize(aif[None], size)
+    inputs, small = _inputs_at(full, size), _resize(plain[None], size)
     costs = sweep_costs_per_psf(inputs, small, loss=unfiltered, candidates=cfg.loss.sweep_candidates)
     psf, _ = least_error_psf(costs)
-    return psf, (aif, costs[psf] if cfg.loss.sweep_residual_blur_px == 0 else None)
+    if cfg.noise_aware_aif or cfg.loss.sweep_residual_blur_px > 0:
+        return psf, (_stacked_aif(stack.images, cfg).to(device, torch.float32), None)
+    return psf, (plain, costs[psf])
 
 
 def _stacked_aif(images: torch.Tensor, cfg: FitConfig) -> torch.Tensor:
@@ -721,7 +728,7 @@ def pinned_fraction(depth_m: torch.Tensor, depth_range_m: torch.Tensor, candidat
 
 def _prepared(
     stack: FocalStack, cfg: FitConfig, device: torch.device
-) -> tuple[dict[str, torch.Tensor], ThinLens, FitConfig, tuple[torch.Tensor, torch.Tensor] | None]:
+) -> tuple[dict[str, torch.Tensor], ThinLens, FitConfig, tuple[torch.Tensor, torch.Tensor | None] | None]:
     """The scene's inputs and camera, ``cfg`` with its PSF resolved, and what resolving it rendered."""
     full, camera = _scene_inputs(stack, cfg, device)
     cfg = noise_gated(cfg, full["stack"][0])
