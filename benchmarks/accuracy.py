@@ -209,8 +209,12 @@ def fit_predictor(
         r = fit_scene(stack, cfg, progress=False, **init)
         if losses is not None:
             losses.append(r.history[-1]["total"] if r.history else float("nan"))
-        chosen = {"psf": r.psf, "depth_range_m": list(r.depth_range_m)}
-        return r.depth_m, r.aif, {**chosen, "sweep_residual_blur_px": r.sweep_residual_blur_px}
+        chosen = {
+            "psf": r.psf,
+            "depth_range_m": list(r.depth_range_m),
+            "sweep_residual_blur_px": r.sweep_residual_blur_px,
+        }
+        return r.depth_m, r.aif, chosen
 
     return run
 

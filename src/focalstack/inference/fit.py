@@ -365,9 +365,9 @@ def _resolve_psf(
     inputs, small = _inputs_at(full, size), _resize(plain[None], size)
     costs = sweep_costs_per_psf(inputs, small, loss=unfiltered, candidates=cfg.loss.sweep_candidates)
     psf, _ = least_error_psf(costs)
-    if cfg.noise_aware_aif or cfg.loss.sweep_residual_blur_px > 0:
-        return psf, (_stacked_aif(stack.images, cfg).to(device, torch.float32), None)
-    return psf, (plain, costs[psf])
+    aif = _stacked_aif(stack.images, cfg).to(device, torch.float32) if cfg.noise_aware_aif else plain
+    reusable = not cfg.noise_aware_aif and cfg.loss.sweep_residual_blur_px == 0
+    return psf, (aif, costs[psf] if reusable else None)
 
 
 def _stacked_aif(images: torch.Tensor, cfg: FitConfig) -> torch.Tensor:
