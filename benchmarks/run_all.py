@@ -1,4 +1,4 @@
-"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 11.1 h on 2 CPU cores,
+"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 12.3 h on 2 CPU cores,
 of which about 2.5 h are the fit's 256-px sweep noise references; never timed end to end).
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
@@ -58,6 +58,12 @@ STEPS = [
     # step_growth 2 row: 53 min measured on a day this machine ran at half speed; the A0 noise ablation
     # adds about 25 min, the Bsim optics ablation about 3 min)
     ["-m", "benchmarks.accuracy", "--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"],
+    [  # the occlusion-aware renderer in the fit, on B, from the sweep and from the truth (35 min)
+        "-m",
+        "benchmarks.accuracy",
+        *("--fit-only", "--fit-rows", "layered", "oracle-layered", "--sets", "B", "--merge"),
+        *("--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"),
+    ],
     ["-m", "benchmarks.accuracy_figures"],
     ["-m", "benchmarks.fit_validation", "--from-truth"],  # the AIF-prior ablation on A train
     ["-m", "benchmarks.fit_validation", "--steps"],  # the step schedule on A train
@@ -149,6 +155,17 @@ STEPS = [
         "bench_out/fit_validation_psf.json",
         "--md",
         "docs/results/fit_validation_psf.md",
+    ],
+    [  # the occlusion-aware renderer in the fit, on A's train split [2::7] (session 19; 35 min)
+        "-m",
+        "benchmarks.fit_validation",
+        "--variant",
+        "fit with the occlusion-aware layered renderer",
+        '{"render_mode": "layered"}',
+        "--out",
+        "bench_out/fit_validation_layered.json",
+        "--md",
+        "docs/results/fit_validation_layered.md",
     ],
     ["-m", "benchmarks.noise_analysis"],  # where the noise costs, on two train scenes (4 min)
     ["-m", "benchmarks.edge_analysis"],  # where B's error lies, on B and Bsim (5 min)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.accuracy import FIT_ROWS, ORACLE, merged, set_fit_rows, settings_of
+from benchmarks.accuracy import DEFAULT_FIT_ROWS, FIT_ROWS, ORACLE, merged, set_fit_rows, settings_of
 from benchmarks.accuracy import test_sets as load_test_sets  # not a test: pytest would collect it
 from benchmarks.fit_procedural import fit_config
 from focalstack.inference.fit import FitConfig
@@ -39,7 +39,13 @@ def test_fit_rows_each_undo_one_more_default() -> None:
     assert gaussian.loss.sweep_penalties == default.loss.sweep_penalties
     window = fit_config(2, FIT_ROWS["window"][1])
     assert (window.psf, window.loss.sweep_penalties) == ("gaussian", None)
-    assert FIT_ROWS["oracle"] == (ORACLE, ORACLE)
+    assert FIT_ROWS["oracle"] == (ORACLE, {})
+    layered = fit_config(2, FIT_ROWS["layered"][1])
+    assert layered == dataclasses.replace(
+        default, loss=dataclasses.replace(default.loss, render_mode="layered")
+    )
+    assert FIT_ROWS["oracle-layered"][1] == FIT_ROWS["layered"][1]
+    assert "layered" not in DEFAULT_FIT_ROWS and "oracle-layered" not in DEFAULT_FIT_ROWS
     assert FIT_ROWS["default"][0].format(it=30) == "fit (30 it/scale)"
 
 

@@ -77,6 +77,10 @@ class FitConfig:
             re-rendered in linear light (``linear_light``), as real optics blur. Per-scene fits of three
             validation sets of procedural scenes (``python -m benchmarks.fit_procedural``) improved on
             every metric with linear light, and again with the sweep initialisation.
+            ``loss.render_mode="layered"`` re-renders with occlusion between depth layers (a near
+            surface's blur spreads over a farther one; :func:`focalstack.losses.rendering.
+            rerender_layered`); not the default: several times slower, and on accuracy set B it ends
+            nearer the truth only when started there (README, "The occlusion-aware renderer").
         init: initial depth and AIF: ``"sweep"`` (the default: a focus-stacked AIF and the depth that
             re-renders it best among ``loss.sweep_candidates`` hypotheses, :func:`focalstack.losses.
             depth_sweep`. By default its errors, summed over a Gaussian window of

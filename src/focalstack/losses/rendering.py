@@ -30,7 +30,7 @@ import torch
 
 from focalstack.data.normalize import t_to_depth
 from focalstack.losses.aggregation import semi_global_aggregation
-from focalstack.optics import depth_to_sigma_px, render_stack
+from focalstack.optics import depth_to_sigma_px, layer_count, render_layered, render_stack
 from focalstack.utils.color import linear_to_srgb, srgb_to_linear
 
 if TYPE_CHECKING:
@@ -69,6 +69,9 @@ def blur_px(
 def rerender(aif: torch.Tensor, sigma_px: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
     """The stack the losses compare with the input: ``aif`` blurred by ``sigma_px`` as ``cfg`` says.
 
+    A blur map carries no depth order, so ``render_mode="layered"`` renders here as ``"gather"`` (the
+    same for one depth per image, as in the sweep); the losses call :func:`rerender_layered` instead.
+
     Args:
         aif: (B, 3, H, W) sRGB in [0, 1].
         sigma_px: (B, S, H, W) blur std per slice in pixels.
@@ -80,13 +83,58 @@ def rerender(aif: torch.Tensor, sigma_px: torch.Tensor, cfg: LossConfig) -> torc
     return _render_source(_source(aif, cfg), sigma_px, cfg)
 
 
+def rerender_layered(
+    aif: torch.Tensor,
+    inputs: dict[str, torch.Tensor],
+    depth_m: torch.Tensor,
+    cfg: LossConfig,
+    blur_scale: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """The stack re-rendered with occlusion (:func:`focalstack.optics.render_layered`) over the working range.
+
+    The layers are spread evenly in inverse depth over ``inputs["depth_range_m"]``, ``cfg.layer_step_px``
+    of PSF radius apart in the slice where the radius varies most (at most ``cfg.max_layers``).
+
+    Args:
+        aif: (B, 3, H, W) sRGB in [0, 1].
+        inputs: ``batch["inputs"]``-style dict with the camera, ``focus_m`` (B, S) and ``depth_range_m``
+            (B, 2) metres (near, far).
+        depth_m: (B, 1, H, W) depth in metres.
+        cfg: renderer options (``psf``, ``linear_light``, ``layer_step_px``, ``max_layers``).
+        blur_scale: optional factor on every blur std, a scalar or (B,).
+
+    Returns:
+        (B, S, 3, H, W) sRGB.
+    """
+    diopter_range = 1.0 / inputs["depth_range_m"].flip(-1).to(aif.dtype)  # (far, near) in 1/m
+    radius = 2.0 * _blur_over_range(inputs, diopter_range, 257, blur_scale).detach()  # a fine grid
+    L = layer_count(float(radius.diff(dim=-1).abs().sum(dim=-1).max()), cfg.layer_step_px, cfg.max_layers)
+    sigma = _blur_over_range(inputs, diopter_range, L, blur_scale)
+    render = render_layered(_source(aif, cfg), 1.0 / depth_m, diopter_range, sigma, psf=cfg.psf)
+    return linear_to_srgb(render) if cfg.linear_light else render.clamp(0.0, 1.0)
+
+
+def _blur_over_range(
+    inputs: dict[str, torch.Tensor],
+    diopter_range: torch.Tensor,
+    n: int,
+    blur_scale: torch.Tensor | float | None,
+) -> torch.Tensor:
+    """(B, S, n) blur std (pixels) at ``n`` inverse depths spread evenly over ``diopter_range`` (B, 2)."""
+    steps = torch.linspace(0.0, 1.0, n, dtype=diopter_range.dtype, device=diopter_range.device)
+    diopter = diopter_range[:, :1] + (diopter_range[:, 1:] - diopter_range[:, :1]) * steps  # (B, n)
+    return blur_px(inputs, 1.0 / diopter[:, None, None, :], blur_scale)[:, :, 0, :]
+
+
 def _source(aif: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
     """What the renderer blurs: the AIF itself, or its linear-light values."""
     return srgb_to_linear(aif) if cfg.linear_light else aif
 
 
 def _render_source(source: torch.Tensor, sigma_px: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
-    render = render_stack(source, sigma_px, kernel_size=cfg.kernel_size, mode=cfg.render_mode, psf=cfg.psf)
+    # a per-pixel blur map has no depth order to layer by; for one depth per image both modes agree
+    mode = "gather" if cfg.render_mode == "layered" else cfg.render_mode
+    render = render_stack(source, sigma_px, kernel_size=cfg.kernel_size, mode=mode, psf=cfg.psf)
     return linear_to_srgb(render) if cfg.linear_light else render
 
 

@@ -18,7 +18,7 @@ import kornia
 import torch
 
 from focalstack.data.normalize import depth_to_t, focus_to_u
-from focalstack.losses.rendering import blur_px, depth_sweep, rerender
+from focalstack.losses.rendering import blur_px, depth_sweep, rerender, rerender_layered
 from focalstack.utils.focus import focus_floor, focus_measure, focus_peak
 
 #: SSIM dynamic range that tolerates sensor noise (``LossConfig.ssim_range``); used by ``fit`` and the
@@ -52,7 +52,14 @@ class LossConfig:
         render_mode: renderer mode (``focalstack.optics.render_stack``): ``"gather"``, ``"scatter"`` (the
             paper's layer) or ``"levels"`` (untruncated Gaussian, for blur beyond a 7 x 7 window's 3 px
             reach, e.g. the DSLR stacks of the accuracy protocol; its cost is in the large-blur table of
-            ``python -m benchmarks.render``).
+            ``python -m benchmarks.render``) or ``"layered"``: occlusion-aware, depth cut into soft layers
+            ``layer_step_px`` of PSF radius apart, each blurred uniformly and composited far to near
+            (:func:`focalstack.optics.render_layered`: a near surface's blur spreads over a farther one,
+            which the per-pixel modes cannot render; costlier). Fronto-parallel renders (the depth
+            sweep) are the same uniform blur, and use ``"gather"``.
+        layer_step_px: with ``"layered"``, the largest PSF-radius change between neighbouring layers
+            (pixels at the rendered size); sets the layer count, at most ``max_layers``.
+        max_layers: with ``"layered"``, the most layers (cost grows linearly with them).
         psf: renderer point-spread function, ``"gaussian"`` or ``"disc"``.
         kernel_size: renderer window (pixels, odd) or ``None`` for the renderer's automatic size.
         linear_light: re-render in linear light (the AIF is linearised, blurred and re-encoded as sRGB),
@@ -99,7 +106,9 @@ class LossConfig:
     ssim_window: int = 7
     ssim_range: float = 1.0
     log_sigma_px: float = 1.0
-    render_mode: Literal["gather", "scatter", "levels"] = "gather"
+    render_mode: Literal["gather", "scatter", "levels", "layered"] = "gather"
+    layer_step_px: float = 0.5
+    max_layers: int = 64
     psf: Literal["gaussian", "disc"] = "gaussian"
     kernel_size: int | None = 7
     linear_light: bool = False
@@ -125,8 +134,14 @@ class LossConfig:
             raise ValueError(f"ssim_mix must be in [0, 1], got {self.ssim_mix}")
         if not self.ssim_range > 0:
             raise ValueError(f"ssim_range must be > 0, got {self.ssim_range}")
-        if self.render_mode not in ("gather", "scatter", "levels"):
-            raise ValueError(f"render_mode must be 'gather', 'scatter' or 'levels', got {self.render_mode!r}")
+        if self.render_mode not in ("gather", "scatter", "levels", "layered"):
+            raise ValueError(
+                f"render_mode must be 'gather', 'scatter', 'levels' or 'layered', got {self.render_mode!r}"
+            )
+        if not self.layer_step_px > 0 or self.max_layers < 2:
+            raise ValueError(
+                f"need layer_step_px > 0 and max_layers >= 2, got {self.layer_step_px}, {self.max_layers}"
+            )
         if self.render_mode == "levels" and self.psf != "gaussian":
             raise ValueError("render_mode 'levels' renders the Gaussian PSF only")
         if self.focus_prior_target not in ("dff", "sweep"):
@@ -364,7 +379,10 @@ def self_supervised_losses_detailed(
     _check_batch(inputs, outputs)
     stack, aif, depth = inputs["stack"], outputs["aif"], outputs["depth_m"]
     sigma = blur_px(inputs, depth, blur_scale)
-    render = rerender(aif, sigma, cfg)
+    if cfg.render_mode == "layered":
+        render = rerender_layered(aif, inputs, depth, cfg, blur_scale)
+    else:
+        render = rerender(aif, sigma, cfg)
     coarse = coarse_aif(stack, sigma, cfg.coarse_aif, cfg.coarse_temperature_px)
     t = depth_to_t(depth, inputs["depth_range_m"])
     photo = (cfg.ssim_mix, cfg.ssim_window, cfg.ssim_range)

@@ -8,6 +8,7 @@ from focalstack.optics.camera import (
     depth_to_sigma_px,
 )
 from focalstack.optics.forward import render_from_depth
+from focalstack.optics.layered import layer_count, render_layered
 from focalstack.optics.render import render_stack
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "coc_diameter_m",
     "coc_to_sigma_px",
     "depth_to_sigma_px",
+    "layer_count",
+    "render_layered",
     "render_from_depth",
     "render_stack",
 ]
