@@ -92,12 +92,12 @@ def render_layered(
     kernels = _kernel_spectra(sigma_px, psf, Hp, Wp)  # (B, S, L, Hp, Wp // 2 + 1), real
     out = []
     for s in range(sigma_px.shape[1]):
-        blurred = torch.fft.irfft2(spectra * kernels[:, s, :, None], s=(Hp, Wp))[
-            ..., pad : pad + H, pad : pad + W
-        ]
-        acc = blurred[:, 0]
-        for layer in range(1, L):  # far to near: each nearer layer covers what lies behind it
-            acc = blurred[:, layer] + (1.0 - blurred[:, layer, C:]) * acc
+        blurred = torch.fft.irfft2(spectra * kernels[:, s, :, None], s=(Hp, Wp))
+        # unbind once: indexing each layer would cost a zero-filled full-size gradient per layer
+        far, *nearer = blurred[..., pad : pad + H, pad : pad + W].unbind(1)
+        acc = far
+        for layer in nearer:  # far to near: each nearer layer covers what lies behind it
+            acc = layer + (1.0 - layer[:, C:]) * acc
         out.append(acc[:, :C] / acc[:, C:].clamp_min(eps))
     return torch.stack(out, dim=1)
 
