@@ -165,7 +165,7 @@ GAUSSIAN_FIT = {"psf": "gaussian", **SINGLE_NOISE_FIT}
 WINDOW_FIT = {"sweep_penalties": None, **GAUSSIAN_FIT}
 #: Not a default: more steps at coarse scales (better on A, worse on A' and B).
 COARSE_STEPS_FIT = {"step_growth": 2.0}
-#: Not a default yet: the occlusion-aware renderer in the fit (about 8x the time on B).
+#: Not a default yet: the occlusion-aware renderer in the fit (slower: README, session 19).
 LAYERED_FIT = {"render_mode": "layered"}
 ORACLE = "diagnostic: fit started from the truth (reads GT)"
 ORACLE_LAYERED = "diagnostic: fit with the layered renderer started from the truth (reads GT)"
