@@ -16,7 +16,8 @@ adaptation (self-supervised fine-tuning on the test stacks themselves — it use
 
     python -m benchmarks.accuracy [--quick] [--train-minutes 10] [--tta-minutes 5]
 
-Prints a markdown table, writes ``bench_out/accuracy.json`` and ``docs/results/accuracy.md``.
+Prints a markdown table, writes ``docs/results/accuracy.json`` and ``docs/results/accuracy.md``. The JSON is
+committed: it is the base ``--merge`` adds rows to, so a fresh clone can rerun single rows.
 """
 
 from __future__ import annotations
@@ -292,7 +293,7 @@ def main() -> None:
     parser.add_argument(
         "--merge", action="store_true", help="keep rows of other methods from --out (see --fit-only)"
     )
-    parser.add_argument("--out", default=str(REPO / "bench_out" / "accuracy.json"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "results" / "accuracy.json"))
     parser.add_argument("--md", default=str(REPO / "docs" / "results" / "accuracy.md"))
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -334,7 +335,17 @@ def main() -> None:
 
 
 def settings_of(args: argparse.Namespace) -> dict[str, str]:
-    return {k: str(v) for k, v in vars(args).items()}
+    """The run's arguments as strings; paths inside the repository relative to it (the committed JSON is
+    merged into from clones elsewhere)."""
+
+    def text(v: object) -> str:
+        return (
+            str(v.resolve().relative_to(REPO))
+            if isinstance(v, Path) and v.resolve().is_relative_to(REPO)
+            else str(v)
+        )
+
+    return {k: text(v) for k, v in vars(args).items()}
 
 
 def merged(path: str, new: list[dict], methods: list[str], settings: dict[str, str]) -> list[dict]:

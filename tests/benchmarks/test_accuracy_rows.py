@@ -80,3 +80,21 @@ def test_ablation_sets_load_from_their_folders_and_get_few_fit_rows(
     assert set_fit_rows("A0", list(FIT_ROWS)) == ["default", "oracle"]
     assert set_fit_rows("Bsim", list(FIT_ROWS)) == ["default", "oracle"]
     assert set_fit_rows("A", list(FIT_ROWS)) == list(FIT_ROWS)
+
+
+def test_committed_json_is_the_committed_table(tmp_path: Path) -> None:
+    """docs/results/accuracy.json is --merge's base on a fresh clone: it must hold the README's table, every
+    method label of the current rows, and the settings of the README's command."""
+    from benchmarks.accuracy import report
+
+    results = Path(__file__).resolve().parents[2] / "docs" / "results"
+    payload = json.loads((results / "accuracy.json").read_text())
+    out = argparse.Namespace(
+        **{**payload["args"], "out": str(tmp_path / "a.json"), "md": str(tmp_path / "a.md")}
+    )
+    report(payload["rows"], out)
+    assert (tmp_path / "a.md").read_text() == (results / "accuracy.md").read_text()
+    labels = {label.format(it=30) for label, _ in FIT_ROWS.values()}
+    fit_rows = {r["method"] for r in payload["rows"] if r["method"].startswith(("fit", "diagnostic"))}
+    assert fit_rows <= labels
+    assert (payload["args"]["fit_iterations"], payload["args"]["train_minutes"]) == ("30", "4.0")

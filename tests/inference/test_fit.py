@@ -425,10 +425,12 @@ def test_fit_command_parses_the_fit_options() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fit_on_cuda_matches_the_cpu() -> None:
-    """The whole default fit (PSF choice, noise-corrected semi-global sweep, Adam) runs on the GPU."""
+@pytest.mark.parametrize("render_mode", ["gather", "layered"])
+def test_fit_on_cuda_matches_the_cpu(render_mode: str) -> None:
+    """The whole fit (PSF choice, noise-corrected semi-global sweep, Adam) runs on the GPU."""
     stack = synthetic_stack(48, psf="disc")
-    cfg = FitConfig(scales=(2, 1), iterations=20)
+    loss = dataclasses.replace(FitConfig().loss, render_mode=render_mode)
+    cfg = FitConfig(scales=(2, 1), iterations=20, loss=loss)
     cpu = fit_scene(stack, cfg, progress=False)
     gpu = fit_scene(stack, cfg, progress=False, device="cuda")
     assert gpu.depth_m.device.type == "cpu" and gpu.psf == cpu.psf == "disc"

@@ -160,6 +160,23 @@ def test_keeps_dtype_and_device() -> None:
     assert out.dtype == torch.float32 and out.device == image.device
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("psf", PSFS)
+def test_cuda_matches_cpu(psf: str) -> None:
+    image, diopter, rng, sigma = _case(5, 2, 3, 37, 45, 3, 6, dtype=torch.float32)
+    cpu = (image.requires_grad_(), diopter.requires_grad_(), sigma.requires_grad_())
+    gpu = tuple(x.detach().cuda().requires_grad_() for x in cpu)
+    out = render_layered(cpu[0], cpu[1], rng, cpu[2], psf)
+    out_c = render_layered(gpu[0], gpu[1], rng.cuda(), gpu[2], psf)
+    assert out_c.device.type == "cuda"
+    torch.testing.assert_close(out_c.cpu(), out, atol=1e-5, rtol=0)
+    weight = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weight).sum(), cpu)
+    grads_c = torch.autograd.grad((out_c * weight.cuda()).sum(), gpu)
+    for gc, g in zip(grads_c, grads):
+        torch.testing.assert_close(gc.cpu(), g, atol=1e-3, rtol=1e-3)
+
+
 # ---------------------------------------------------------------- bad input
 
 
