@@ -168,6 +168,9 @@ WINDOW_FIT = {"sweep_penalties": None, **GAUSSIAN_FIT}
 COARSE_STEPS_FIT = {"step_growth": 2.0}
 #: Not a default yet: the occlusion-aware renderer in the fit (slower: README, session 19).
 LAYERED_FIT = {"render_mode": "layered"}
+#: Not a default: the sweep re-renders the least-blurred slice for depths nearer than every focus distance
+#: (README, session 20).
+NEAR_SLICE_FIT = {"sweep_relative_beyond_focus": True}
 ORACLE = "diagnostic: fit started from the truth (reads GT)"
 ORACLE_LAYERED = "diagnostic: fit with the layered renderer started from the truth (reads GT)"
 #: Rows started from the true depth and AIF: label -> the fit's changes.
@@ -177,6 +180,10 @@ FROM_TRUTH = {ORACLE: {}, ORACLE_LAYERED: LAYERED_FIT}
 FIT_ROWS = {
     "default": ("fit ({it} it/scale)", {}),
     "layered": ("fit with the occlusion-aware layered renderer", LAYERED_FIT),
+    "near-slice": (
+        "fit with the sweep re-rendering the nearest slice nearer than every focus",
+        NEAR_SLICE_FIT,
+    ),
     "coarse-steps": ("fit with {it} k² it at size 1/k (step_growth 2)", COARSE_STEPS_FIT),
     "no-residual-blur": ("fit without the sweep's residual low-pass", NO_RESIDUAL_BLUR_FIT),
     "fixed-range": ("fit with the range fixed (not widened where the sweep is pinned)", FIXED_RANGE_FIT),
@@ -188,8 +195,9 @@ FIT_ROWS = {
     "oracle": (ORACLE, FROM_TRUTH[ORACLE]),
     "oracle-layered": (ORACLE_LAYERED, FROM_TRUTH[ORACLE_LAYERED]),
 }
-#: The rows run without --fit-rows: the layered renderer's (several times slower) are asked for by name.
-DEFAULT_FIT_ROWS = [k for k in FIT_ROWS if k not in ("layered", "oracle-layered")]
+#: The rows run without --fit-rows: the layered renderer's (several times slower) and the near-slice sweep's
+#: (added later, scored on A and B only) are asked for by name.
+DEFAULT_FIT_ROWS = [k for k in FIT_ROWS if k not in ("layered", "oracle-layered", "near-slice")]
 
 
 def fit_predictor(

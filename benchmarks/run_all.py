@@ -1,4 +1,4 @@
-"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 12.8 h on 2 CPU cores,
+"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 13.5 h on 2 CPU cores,
 of which about 2.5 h are the fit's 256-px sweep noise references; never timed end to end).
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
@@ -68,6 +68,12 @@ STEPS = [
         "-m",
         "benchmarks.accuracy",
         *("--fit-only", "--fit-rows", "layered", "--sets", "A", "--merge"),
+        *("--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"),
+    ],
+    [  # the sweep re-rendering the nearest slice nearer than every focus distance, on A and B (25 min)
+        "-m",
+        "benchmarks.accuracy",
+        *("--fit-only", "--fit-rows", "near-slice", "--sets", "A", "B", "--merge"),
         *("--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"),
     ],
     ["-m", "benchmarks.accuracy_figures"],
@@ -172,6 +178,23 @@ STEPS = [
         "bench_out/fit_validation_layered.json",
         "--md",
         "docs/results/fit_validation_layered.md",
+    ],
+    [  # the near-slice sweep against the default on A train's validation scenes (10 min)...
+        "-m",
+        "benchmarks.fit_validation",
+        *("--variant", "fit, sweep from the nearest slice beyond the nearest focus"),
+        *('{"sweep_relative_beyond_focus": true}', "--variant", "fit (default)", "{}"),
+        *("--out", "bench_out/fit_validation_near_slice.json"),
+        *("--md", "docs/results/fit_validation_near_slice.md"),
+    ],
+    [  # ... and on the four train scenes with true depth nearer than the working range (5 min)
+        "-m",
+        "benchmarks.fit_validation",
+        *("--scenes", "dfd_indoor_028", "dfd_indoor_042", "dfd_indoor_046", "dfd_indoor_059"),
+        *("--variant", "fit, sweep from the nearest slice beyond the nearest focus"),
+        *('{"sweep_relative_beyond_focus": true}', "--variant", "fit (default)", "{}"),
+        *("--out", "bench_out/fit_validation_near_slice_beyond.json"),
+        *("--md", "docs/results/fit_validation_near_slice_beyond.md"),
     ],
     ["-m", "benchmarks.noise_analysis"],  # where the noise costs, on two train scenes (4 min)
     ["-m", "benchmarks.edge_analysis"],  # where B's error lies, on B and Bsim (5 min)

@@ -45,7 +45,12 @@ def test_fit_rows_each_undo_one_more_default() -> None:
         default, loss=dataclasses.replace(default.loss, render_mode="layered")
     )
     assert FIT_ROWS["oracle-layered"][1] == FIT_ROWS["layered"][1]
-    assert "layered" not in DEFAULT_FIT_ROWS and "oracle-layered" not in DEFAULT_FIT_ROWS
+    near = fit_config(2, FIT_ROWS["near-slice"][1])
+    assert near == dataclasses.replace(
+        default, loss=dataclasses.replace(default.loss, sweep_relative_beyond_focus=True)
+    )
+    assert not default.loss.sweep_relative_beyond_focus
+    assert not {"layered", "oracle-layered", "near-slice"} & set(DEFAULT_FIT_ROWS)
     assert FIT_ROWS["default"][0].format(it=30) == "fit (30 it/scale)"
 
 

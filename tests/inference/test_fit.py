@@ -420,6 +420,8 @@ def test_fit_command_parses_the_fit_options() -> None:
     assert tyro.cli(FitCommand, args=["SCENE"]).fit == FitConfig()
     layered = tyro.cli(FitCommand, args=["SCENE", "--fit.loss.render-mode", "layered"]).fit.loss
     assert (layered.render_mode, layered.layer_step_px) == ("layered", 0.5)
+    near = tyro.cli(FitCommand, args=["SCENE", "--fit.loss.sweep-relative-beyond-focus"]).fit.loss
+    assert near.sweep_relative_beyond_focus and not FitConfig().loss.sweep_relative_beyond_focus
     with pytest.raises(SystemExit):
         tyro.cli(FitCommand, args=["SCENE", "--fit.aif-prior", "sometimes"])
 

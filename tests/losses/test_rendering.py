@@ -17,7 +17,8 @@ from focalstack.losses import (
     select_psf,
     self_supervised_losses,
 )
-from focalstack.losses.rendering import blur_px
+from focalstack.losses.rendering import blur_beyond_focus, blur_px
+from focalstack.optics import render_stack
 from tests.inference.test_fit import CAMERA, FOCUS, diopter_error, synthetic_stack
 
 SPACING = (1 / FOCUS[0] - 1 / FOCUS[-1]) / (len(FOCUS) - 1)  # diopters between slices
@@ -441,3 +442,80 @@ def test_the_sweep_runs_with_the_layered_renderer() -> None:
 def test_loss_config_rejects_bad_layer_settings(kwargs) -> None:
     with pytest.raises(ValueError):
         LossConfig(**kwargs)
+
+
+# ---------------------------------------------------------------- sweep: blur relative beyond the focus range
+
+
+def test_blur_beyond_focus_changes_only_depths_nearer_than_every_focus_and_is_continuous() -> None:
+    inputs = _inputs(torch.zeros(1, len(FOCUS), 3, 1, 1, dtype=torch.float64))
+    focus = torch.tensor([FOCUS], dtype=torch.float64)
+    diopters = torch.linspace(0.05, 1.6, 301, dtype=torch.float64)
+    depth = (1.0 / diopters).view(1, 1, 1, -1)
+    sigma = blur_px(inputs, depth)  # (1, S, 1, N)
+    rel = blur_beyond_focus(sigma, depth, focus)
+    nearer = diopters > 1.0 / FOCUS[0]
+    assert nearer.any() and (diopters < 1.0 / FOCUS[-1]).any()
+    assert torch.equal(rel[..., ~nearer], sigma[..., ~nearer])  # farther than every focus too
+    assert (rel[..., nearer].amin(dim=1) < 1e-12).all()  # the least-blurred slice is the source
+    assert (rel[..., nearer] <= sigma[..., nearer] + 1e-12).all()
+    assert rel.diff(dim=-1).abs().max() < 2 * sigma.diff(dim=-1).abs().max()  # no jump
+
+
+def test_relative_blur_after_the_least_blur_is_each_slice_blur_for_the_gaussian() -> None:
+    """Gaussian blurs compose in quadrature: the least-blurred slice blurred by the relative blur is every
+    slice's blur, beyond the focus range."""
+    inputs = _inputs(torch.zeros(1, len(FOCUS), 3, 1, 1, dtype=torch.float64))
+    depth = torch.full((1, 1, 1, 1), 1.0 / 1.3, dtype=torch.float64)  # nearer than every focus distance
+    sigma = blur_px(inputs, depth)
+    rel = blur_beyond_focus(sigma, depth, torch.tensor([FOCUS], dtype=torch.float64))
+    image = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    S = len(FOCUS)
+
+    def blur(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return render_stack(x, s.expand(1, S, 48, 48), kernel_size=None, psf="gaussian")
+
+    least = blur(image, sigma.amin(dim=1, keepdim=True))[:, 0]
+    inner = (..., slice(16, -16), slice(16, -16))
+    assert torch.allclose(blur(least, rel)[inner], blur(image, sigma)[inner], atol=2e-3)
+
+
+def test_relative_sweep_finds_a_plane_nearer_than_the_nearest_focus() -> None:
+    """No slice is sharp there, so the focus-stacked AIF is blurred; taken as sharp, the sweep answers too
+    far (toward the nearest focus distance)."""
+    from focalstack.data.stack import FocalStack
+    from focalstack.inference.baselines import focus_stack_aif
+
+    aif = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(1))
+    depth = torch.full((1, 1, 48, 48), 1.0 / 1.3)  # 1.3 D; the nearest focus is at 1.0 D
+    loss = LossConfig(kernel_size=None, linear_light=True, psf="gaussian")
+    inputs = _inputs(torch.zeros(1, len(FOCUS), 3, 48, 48))
+    stack = rerender(aif, blur_px(inputs, depth), loss)[0]
+    inputs = {**_inputs(stack[None]), "depth_range_m": working_range_m(inputs["focus_m"], 2.0)}
+    stacked = focus_stack_aif(FocalStack(images=stack, focus_m=torch.tensor(FOCUS, dtype=torch.float64)))
+    errors = {}
+    for relative in (False, True):
+        cfg = dataclasses.replace(loss, sweep_relative_beyond_focus=relative)
+        found = depth_sweep(inputs, stacked[None], loss=cfg, candidates=32)[0, 0, 8:-8, 8:-8]
+        errors[relative] = (1.0 / found - 1.3).abs().median().item()
+    assert errors[True] < 0.25 * SPACING < errors[False]
+
+
+def test_relative_sweep_leaves_hypotheses_within_the_focus_range_as_they_were() -> None:
+    from focalstack.losses.rendering import sweep_costs
+
+    g = torch.Generator().manual_seed(2)
+    stack, aif = torch.rand(1, len(FOCUS), 3, 24, 24, generator=g), torch.rand(1, 3, 24, 24, generator=g)
+    inputs = {**_inputs(stack), "depth_range_m": working_range_m(torch.tensor([FOCUS]), 2.0)}
+    loss = LossConfig(linear_light=True)
+    sharp = sweep_costs(inputs, aif, loss=loss, candidates=12)
+    relative = sweep_costs(
+        inputs, aif, loss=dataclasses.replace(loss, sweep_relative_beyond_focus=True), candidates=12
+    )
+    t = torch.linspace(0.0, 1.0, 12)
+    near, far = inputs["depth_range_m"][0].tolist()
+    diopter = 1 / far + (1 / near - 1 / far) * t
+    within = diopter <= 1.0 / FOCUS[0]
+    assert within.any() and (~within).any()
+    assert torch.equal(relative[:, within], sharp[:, within])
+    assert not torch.allclose(relative[:, ~within], sharp[:, ~within])

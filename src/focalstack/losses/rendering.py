@@ -178,11 +178,66 @@ def sweep_costs(
         source = _source(aif, loss)  # shared by every candidate
         for tj in torch.linspace(0.0, 1.0, candidates, dtype=stack.dtype, device=stack.device):
             depth = t_to_depth(tj.expand(B, 1, 1, 1), inputs["depth_range_m"])
-            sigma = blur_px(inputs, depth, blur_scale).expand(B, S, H, W).contiguous()
-            render = _render_source(source, sigma, loss)
+            sigma, src, scale = blur_px(inputs, depth, blur_scale), source, 1.0
+            if loss.sweep_relative_beyond_focus:
+                sigma, src, scale = _beyond_focus(sigma, depth, inputs, source, loss)
+            render = _render_source(src, sigma.expand(B, S, H, W).contiguous(), loss)
             residual = _window(render - stack, loss.sweep_residual_blur_px)
-            costs.append(residual.square().mean(dim=2).sum(dim=1))
+            costs.append(residual.square().mean(dim=2).sum(dim=1) * scale)
     return torch.stack(costs, dim=1)
+
+
+def _beyond_focus(
+    sigma_px: torch.Tensor,
+    depth_m: torch.Tensor,
+    inputs: dict[str, torch.Tensor],
+    source: torch.Tensor,
+    loss: LossConfig,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Blurs (B, S, 1, 1), source (B, 3, H, W) and cost factor (B, 1, 1) of one sweep hypothesis (one depth
+    per item): nearer than every focus distance, the least-blurred slice itself rendered with
+    :func:`blur_beyond_focus`; else ``source`` and the blurs as they are.
+
+    There no slice is sharp, and what a focus stacker makes of the slices is some mix of them (sharper
+    than the least-blurred one in places, where a blurrier slice's pyramid coefficient happens to be
+    larger): only the least-blurred slice has a known blur to render the others from. It re-renders
+    itself exactly, so the other S - 1 slices' errors stand in for all S.
+    """
+    least = sigma_px[:, :, 0, 0].argmin(dim=1)  # (B,)
+    slices = inputs["stack"][torch.arange(len(least), device=least.device), least]  # (B, 3, H, W)
+    nearer = _nearer_than_focus(depth_m, inputs["focus_m"])
+    S = sigma_px.shape[1]
+    scale = torch.where(nearer[:, 0], S / (S - 1), 1.0)
+    relative = blur_beyond_focus(sigma_px, depth_m, inputs["focus_m"])
+    return relative, torch.where(nearer, _source(slices, loss), source), scale
+
+
+def _nearer_than_focus(depth_m: torch.Tensor, focus_m: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) bool: ``depth_m`` (B, 1, H, W) nearer than every focus distance (``focus_m`` (B, S))."""
+    return depth_m < focus_m.amin(dim=1).view(-1, 1, 1, 1)
+
+
+def blur_beyond_focus(sigma_px: torch.Tensor, depth_m: torch.Tensor, focus_m: torch.Tensor) -> torch.Tensor:
+    """Blur relative to the least-blurred slice for depths nearer than every focus distance; else as is.
+
+    There no slice is sharp: the least-blurred slice carries blur ``min_s sigma_s``. Std-like blurs add
+    in quadrature, so blurring that slice by ``sqrt(sigma_s^2 - min_s sigma_s^2)`` gives slice ``s`` its
+    own blur (exactly for the Gaussian PSF, in second moments for the disc). Continuous at the nearest
+    focus distance, where the least blur is 0. (Beyond the farthest focus distance the least blur is
+    bounded by that distance's diopters, usually under a slice spacing, so depths there are left as
+    they are.)
+
+    Args:
+        sigma_px: (B, S, H, W) blur std of each slice, pixels (H = W = 1 for one depth per item).
+        depth_m: (B, 1, H, W) depth, metres, that ``sigma_px`` belongs to.
+        focus_m: (B, S) focus distances, metres.
+
+    Returns:
+        (B, S, H, W) blur std, pixels. Not for autograd: its square root has no gradient at 0.
+    """
+    nearer = _nearer_than_focus(depth_m, focus_m)
+    least = torch.where(nearer, sigma_px.amin(dim=1, keepdim=True), torch.zeros_like(depth_m))
+    return (sigma_px.square() - least.square()).clamp_min(0.0).sqrt()
 
 
 #: The PSFs :func:`select_psf` chooses between, in the order that wins a tie.

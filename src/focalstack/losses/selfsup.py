@@ -95,6 +95,12 @@ class LossConfig:
             residual (re-rendering minus input) before it is squared (0: none). Defocus differences
             between hypotheses lie mostly at low and middle frequencies, white sensor noise at all, so
             filtering first keeps most of the evidence and drops most of the noise's variance.
+        sweep_relative_beyond_focus: for hypotheses nearer than the nearest focus distance, the sweep
+            re-renders the least-blurred slice itself, blurring it for each slice ``s`` by
+            ``sqrt(sigma_s^2 - min_s sigma_s^2)`` (:func:`~focalstack.losses.rendering.blur_beyond_focus`),
+            instead of the AIF as if it were sharp: no slice is sharp there, so a focus-stacked AIF is
+            blurred too, such hypotheses re-render too blurred, and the sweep puts surfaces nearer than
+            every focus distance too far. Other hypotheses are rendered as before.
     """
 
     recon_weight: float = 1e3
@@ -124,6 +130,7 @@ class LossConfig:
     sweep_penalties: tuple[float, float] | None = None
     sweep_noise_levels: int = 6
     sweep_residual_blur_px: float = 0.0
+    sweep_relative_beyond_focus: bool = False
 
     def __post_init__(self) -> None:
         if self.coarse_aif not in ("hard", "soft"):
