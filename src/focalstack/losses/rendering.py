@@ -176,11 +176,14 @@ def sweep_costs(
     costs = []
     with torch.no_grad():
         source = _source(aif, loss)  # shared by every candidate
+        if loss.sweep_relative_beyond_focus:  # nearer than every focus distance it is the least blurred
+            focused_nearest = inputs["focus_m"].argmin(dim=1)
+            nearest = _source(stack[torch.arange(B, device=stack.device), focused_nearest], loss)
         for tj in torch.linspace(0.0, 1.0, candidates, dtype=stack.dtype, device=stack.device):
             depth = t_to_depth(tj.expand(B, 1, 1, 1), inputs["depth_range_m"])
             sigma, src, scale = blur_px(inputs, depth, blur_scale), source, 1.0
             if loss.sweep_relative_beyond_focus:
-                sigma, src, scale = _beyond_focus(sigma, depth, inputs, source, loss)
+                sigma, src, scale = _beyond_focus(sigma, depth, inputs["focus_m"], source, nearest)
             render = _render_source(src, sigma.expand(B, S, H, W).contiguous(), loss)
             residual = _window(render - stack, loss.sweep_residual_blur_px)
             costs.append(residual.square().mean(dim=2).sum(dim=1) * scale)
@@ -190,26 +193,23 @@ def sweep_costs(
 def _beyond_focus(
     sigma_px: torch.Tensor,
     depth_m: torch.Tensor,
-    inputs: dict[str, torch.Tensor],
+    focus_m: torch.Tensor,
     source: torch.Tensor,
-    loss: LossConfig,
+    nearest: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Blurs (B, S, 1, 1), source (B, 3, H, W) and cost factor (B, 1, 1) of one sweep hypothesis (one depth
-    per item): nearer than every focus distance, the least-blurred slice itself rendered with
-    :func:`blur_beyond_focus`; else ``source`` and the blurs as they are.
+    per item): nearer than every focus distance, ``nearest`` (the slice focused nearest, the least
+    blurred there) rendered with :func:`blur_beyond_focus`; else ``source`` and the blurs as they are.
 
     There no slice is sharp, and what a focus stacker makes of the slices is some mix of them (sharper
     than the least-blurred one in places, where a blurrier slice's pyramid coefficient happens to be
     larger): only the least-blurred slice has a known blur to render the others from. It re-renders
     itself exactly, so the other S - 1 slices' errors stand in for all S.
     """
-    least = sigma_px[:, :, 0, 0].argmin(dim=1)  # (B,)
-    slices = inputs["stack"][torch.arange(len(least), device=least.device), least]  # (B, 3, H, W)
-    nearer = _nearer_than_focus(depth_m, inputs["focus_m"])
+    nearer = _nearer_than_focus(depth_m, focus_m)
     S = sigma_px.shape[1]
     scale = torch.where(nearer[:, 0], S / (S - 1), 1.0)
-    relative = blur_beyond_focus(sigma_px, depth_m, inputs["focus_m"])
-    return relative, torch.where(nearer, _source(slices, loss), source), scale
+    return blur_beyond_focus(sigma_px, depth_m, focus_m), torch.where(nearer, nearest, source), scale
 
 
 def _nearer_than_focus(depth_m: torch.Tensor, focus_m: torch.Tensor) -> torch.Tensor:
