@@ -2,7 +2,8 @@
 
 - ``default``: the default fit (per-pixel gather renderer, sweep start);
 - ``layered``: the fit with ``render_mode="layered"`` from the same sweep start;
-- ``hybrid``: the layered fit started from the default fit's depth and AIF (same working range).
+- ``hybrid``: the layered fit started from the default fit's depth and AIF (same working range), which
+  is ``FitConfig(refine="layered")``; ``--hybrid-scales`` runs it with other scales too (``hybrid(2, 1)``).
 
 Scenes: every folder under each ``--sets`` path (a scene folder itself is taken as one scene). Writes one
 JSON line per scene and fit to ``--out`` as it goes (so a run cut short keeps what it did) and prints the
@@ -97,9 +98,11 @@ def fits(stack: FocalStack, gather: FitConfig, layered: FitConfig, args: argpars
     if "layered" in args.fits:
         done["layered"] = timed(lambda: fit(layered), args.device)
     if "hybrid" in args.fits:
-        cfg = widened(layered, stack, r0.depth_range_m)
-        r, s = timed(lambda: fit(cfg, init_depth_m=r0.depth_m, init_aif=r0.aif), args.device)
-        done["hybrid"] = (r, s + s0)  # its time includes the default fit it starts from
+        for scales in args.hybrid_scales:
+            cfg = dataclasses.replace(widened(layered, stack, r0.depth_range_m), scales=scales)
+            r, s = timed(lambda c=cfg: fit(c, init_depth_m=r0.depth_m, init_aif=r0.aif), args.device)
+            name = "hybrid" if scales == layered.scales else f"hybrid{scales}"
+            done[name] = (r, s + s0)  # its time includes the default fit it starts from
     return done
 
 
@@ -110,6 +113,13 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=30)
     ap.add_argument("--budget", type=float, default=1e9, help="seconds; no new scene starts after it")
     ap.add_argument("--fits", nargs="+", default=["default", "layered", "hybrid"])
+    ap.add_argument(
+        "--hybrid-scales",
+        type=lambda v: tuple(int(k) for k in v.split(",")),
+        nargs="+",
+        default=[FitConfig().scales],
+        help="the hybrid's scales, one hybrid fit per value (e.g. 4,2,1 2,1 1)",
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--pack", action="store_true", help="only write the stacks of --sets to --out (.pt)")
     args = ap.parse_args()
