@@ -171,6 +171,10 @@ LAYERED_FIT = {"render_mode": "layered"}
 #: Not a default: the sweep re-renders the least-blurred slice for depths nearer than every focus distance
 #: (README, session 20).
 NEAR_SLICE_FIT = {"sweep_relative_beyond_focus": True}
+#: A second stage: the layered fit started where the default fit ends (README, session 21).
+REFINE_LAYERED_FIT = {"refine": "layered"}
+#: The near-slice sweep only where the sweep is pinned at the near end (README, session 21).
+NEAR_SLICE_PINNED_FIT = {"near_slice_when_pinned": True}
 ORACLE = "diagnostic: fit started from the truth (reads GT)"
 ORACLE_LAYERED = "diagnostic: fit with the layered renderer started from the truth (reads GT)"
 #: Rows started from the true depth and AIF: label -> the fit's changes.
@@ -184,6 +188,15 @@ FIT_ROWS = {
         "fit with the sweep re-rendering the nearest slice nearer than every focus",
         NEAR_SLICE_FIT,
     ),
+    "refine-layered": ("fit, then refined with the occlusion-aware layered renderer", REFINE_LAYERED_FIT),
+    "near-slice-pinned": (
+        "fit with the nearest-slice sweep where the sweep is pinned near",
+        NEAR_SLICE_PINNED_FIT,
+    ),
+    "refine-near-slice-pinned": (
+        "fit with the nearest-slice sweep where pinned near, then refined layered",
+        {**NEAR_SLICE_PINNED_FIT, **REFINE_LAYERED_FIT},
+    ),
     "coarse-steps": ("fit with {it} k² it at size 1/k (step_growth 2)", COARSE_STEPS_FIT),
     "no-residual-blur": ("fit without the sweep's residual low-pass", NO_RESIDUAL_BLUR_FIT),
     "fixed-range": ("fit with the range fixed (not widened where the sweep is pinned)", FIXED_RANGE_FIT),
@@ -195,9 +208,19 @@ FIT_ROWS = {
     "oracle": (ORACLE, FROM_TRUTH[ORACLE]),
     "oracle-layered": (ORACLE_LAYERED, FROM_TRUTH[ORACLE_LAYERED]),
 }
-#: The rows run without --fit-rows: the layered renderer's (several times slower) and the near-slice sweep's
-#: (added later, scored on A and B only) are asked for by name.
-DEFAULT_FIT_ROWS = [k for k in FIT_ROWS if k not in ("layered", "oracle-layered", "near-slice")]
+#: Rows run only when --fit-rows names them: the layered renderer's (several times slower), and the
+#: near-slice sweep's, the layered refinement's and the gated near-slice sweep's (added later, scored on A
+#: and B only).
+ASKED_FOR_BY_NAME = (
+    "layered",
+    "oracle-layered",
+    "near-slice",
+    "refine-layered",
+    "near-slice-pinned",
+    "refine-near-slice-pinned",
+)
+#: The rows run without --fit-rows.
+DEFAULT_FIT_ROWS = [k for k in FIT_ROWS if k not in ASKED_FOR_BY_NAME]
 
 
 def fit_predictor(
@@ -232,6 +255,7 @@ def fit_predictor(
             "psf": r.psf,
             "depth_range_m": list(r.depth_range_m),
             "sweep_residual_blur_px": r.sweep_residual_blur_px,
+            "sweep_relative_beyond_focus": r.sweep_relative_beyond_focus,
         }
         return r.depth_m, r.aif, chosen
 

@@ -1,4 +1,4 @@
-"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 13.5 h on 2 CPU cores,
+"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 15.5 h on 2 CPU cores,
 of which about 2.5 h are the fit's 256-px sweep noise references; never timed end to end).
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
@@ -74,6 +74,14 @@ STEPS = [
         "-m",
         "benchmarks.accuracy",
         *("--fit-only", "--fit-rows", "near-slice", "--sets", "A", "B", "--merge"),
+        *("--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"),
+    ],
+    [  # the layered refinement after the default fit, and the near-slice sweep where pinned near, with
+        # and without that refinement, on A and B (40 + 12 + 40 min)
+        "-m",
+        "benchmarks.accuracy",
+        *("--fit-only", "--fit-rows", "refine-layered", "near-slice-pinned", "refine-near-slice-pinned"),
+        *("--sets", "A", "B", "--merge"),
         *("--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"),
     ],
     ["-m", "benchmarks.accuracy_figures"],
@@ -178,6 +186,23 @@ STEPS = [
         "bench_out/fit_validation_layered.json",
         "--md",
         "docs/results/fit_validation_layered.md",
+    ],
+    [  # the layered refinement after the default fit, on A's train split [2::7] (session 21; 23 min)
+        "-m",
+        "benchmarks.fit_validation",
+        *("--variant", "fit (default)", "{}"),
+        *("--variant", "fit, then refined with the layered renderer", '{"refine": "layered"}'),
+        *("--out", "bench_out/fit_validation_refine.json"),
+        *("--md", "docs/results/fit_validation_refine.md"),
+    ],
+    [  # the near-slice sweep where the sweep is pinned near, on A train's four near scenes (5 min)
+        "-m",
+        "benchmarks.fit_validation",
+        *("--scenes", "dfd_indoor_028", "dfd_indoor_042", "dfd_indoor_046", "dfd_indoor_059"),
+        *("--variant", "fit (default)", "{}"),
+        *("--variant", "fit, near-slice sweep where pinned near", '{"near_slice_when_pinned": true}'),
+        *("--out", "bench_out/fit_validation_near_slice_pinned.json"),
+        *("--md", "docs/results/fit_validation_near_slice_pinned.md"),
     ],
     [  # the near-slice sweep against the default on A train's validation scenes (10 min)...
         "-m",

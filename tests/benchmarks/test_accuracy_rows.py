@@ -50,7 +50,12 @@ def test_fit_rows_each_undo_one_more_default() -> None:
         default, loss=dataclasses.replace(default.loss, sweep_relative_beyond_focus=True)
     )
     assert not default.loss.sweep_relative_beyond_focus
-    assert not {"layered", "oracle-layered", "near-slice"} & set(DEFAULT_FIT_ROWS)
+    assert fit_config(2, FIT_ROWS["refine-layered"][1]) == dataclasses.replace(default, refine="layered")
+    gated = fit_config(2, FIT_ROWS["refine-near-slice-pinned"][1])
+    assert gated == dataclasses.replace(default, refine="layered", near_slice_when_pinned=True)
+    assert fit_config(2, FIT_ROWS["near-slice-pinned"][1]) == dataclasses.replace(gated, refine="none")
+    assert not {"layered", "oracle-layered", "near-slice", "refine-layered"} & set(DEFAULT_FIT_ROWS)
+    assert not {"near-slice-pinned", "refine-near-slice-pinned"} & set(DEFAULT_FIT_ROWS)
     assert FIT_ROWS["default"][0].format(it=30) == "fit (30 it/scale)"
 
 

@@ -97,6 +97,7 @@ class FitCommand:
             "psf": result.psf,
             "depth_range_m": list(result.depth_range_m),
             "sweep_residual_blur_px": result.sweep_residual_blur_px,
+            "sweep_relative_beyond_focus": result.sweep_relative_beyond_focus,
             "fit_camera": result.camera.to_dict(),
             "fit_config": dataclasses.asdict(cfg),
             "final_loss": result.history[-1] if result.history else None,

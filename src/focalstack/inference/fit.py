@@ -80,7 +80,8 @@ class FitConfig:
             ``loss.render_mode="layered"`` re-renders with occlusion between depth layers (a near
             surface's blur spreads over a farther one; :func:`focalstack.losses.rendering.
             rerender_layered`); not the default: several times slower, and on accuracy set B it ends
-            nearer the truth only when started there (README, "The occlusion-aware renderer").
+            nearer the truth only when started there (README, "The occlusion-aware renderer"). As a
+            second stage after the default fit, see ``refine``.
         init: initial depth and AIF: ``"sweep"`` (the default: a focus-stacked AIF and the depth that
             re-renders it best among ``loss.sweep_candidates`` hypotheses, :func:`focalstack.losses.
             depth_sweep`. By default its errors, summed over a Gaussian window of
@@ -169,6 +170,22 @@ class FitConfig:
             0.454 slices, ``python -m benchmarks.accuracy``, with the PSF also chosen on filtered
             residuals). Real phone and camera stacks in ``../shared/data/real`` measure 0.001-0.003
             (their ISP denoises). 0.005 lies between; it was set knowing these noise levels.
+        near_slice_when_pinned: where the sweep is pinned at the *near* end of its range (see
+            ``widen_margin``: the scene lies nearer than the range), the sweeps over the widened ranges
+            also re-render the least-blurred slice for hypotheses nearer than every focus distance
+            (``loss.sweep_relative_beyond_focus``, which a fit may also switch on for every scene). No
+            slice is sharp there, and a scene pinned at the near end has just shown that it needs such
+            hypotheses; everywhere else the option's noisier source costs more than it gains (README,
+            "The sweep's blind spot nearer than every focus distance"). Scenes the sweep does not pin
+            at the near end are fitted exactly as without it. ``FitResult.sweep_relative_beyond_focus``
+            says whether the sweep used it.
+        refine: a second stage after the fit: ``"layered"`` fits again, started from the first stage's
+            depth, AIF and blur scale, over the same working range, with ``loss.render_mode="layered"``
+            (occlusion between depth layers); ``"none"`` (the default) stops after the first. The
+            layered renderer models how a near surface's blur spreads over a farther one, but from the
+            sweep's start its fit lands in worse basins than the per-pixel fit; started where that fit
+            ends, it only has to correct it. See the README ("The occlusion-aware renderer in the fit")
+            for what it scores and costs.
     """
 
     iterations: int = 200
@@ -199,6 +216,8 @@ class FitConfig:
     aif_prior: Literal["after", "joint"] = "after"
     noise_aware_aif: bool = True
     residual_blur_min_noise: float = 0.005
+    refine: Literal["none", "layered"] = "none"
+    near_slice_when_pinned: bool = False
 
     def __post_init__(self) -> None:
         if self.init not in ("sweep", "dff", "network", "constant"):
@@ -211,6 +230,12 @@ class FitConfig:
                 f"the fit's PSF is FitConfig.psf (--fit.psf), not loss.psf; got psf={self.psf!r} and "
                 f"loss.psf={self.loss.psf!r}"
             )
+        if self.near_slice_when_pinned and (self.init != "sweep" or self.widen_margin == 0):
+            raise ValueError("near_slice_when_pinned needs init='sweep' and widen_margin > 0")
+        if self.refine not in ("none", "layered"):
+            raise ValueError(f"refine must be 'none' or 'layered', got {self.refine!r}")
+        if self.refine != "none" and self.loss.render_mode == self.refine:
+            raise ValueError(f"refine={self.refine!r} repeats the fit's own render_mode {self.refine!r}")
         if self.aif_prior not in ("after", "joint"):
             raise ValueError(f"aif_prior must be 'after' or 'joint', got {self.aif_prior!r}")
         if self.noise_reference_px < 4 * _NOISE_BORDER + 1:
@@ -250,6 +275,9 @@ class FitResult:
         rerendered: (S, 3, H, W) the slices re-rendered from the result (with ``blur_scale``).
         sweep_residual_blur_px: the low-pass the sweep's residuals got (``loss.sweep_residual_blur_px``,
             0 where the stack's noise is below ``FitConfig.residual_blur_min_noise``).
+        sweep_relative_beyond_focus: whether the sweep re-rendered the least-blurred slice for depths
+            nearer than every focus distance (``loss.sweep_relative_beyond_focus``, or switched on by
+            ``FitConfig.near_slice_when_pinned``).
         history: one dict per step: ``width`` (pixels at that scale), ``step``, ``blur_scale`` and the
             weighted loss terms.
     """
@@ -263,6 +291,7 @@ class FitResult:
     rerendered: torch.Tensor
     sweep_residual_blur_px: float
     history: list[dict[str, float]]
+    sweep_relative_beyond_focus: bool = False
 
 
 def resolve_camera(
@@ -541,19 +570,78 @@ def fit_scene(
         init_aif = init_aif_from_cfg if init_aif is None else init_aif
     else:
         full, camera, cfg, _ = _prepared(stack, cfg, device)
-    depth_range = full["depth_range_m"]
     for name, x, shape in (("init_depth_m", init_depth_m, (H, W)), ("init_aif", init_aif, (3, H, W))):
         if x is not None and tuple(x.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}, got {tuple(x.shape)}")
 
+    history: list[dict[str, float]] = []
+    stages = [cfg]
+    if cfg.refine == "layered":
+        layered = dataclasses.replace(cfg.loss, render_mode="layered")
+        stages.append(dataclasses.replace(cfg, loss=layered, refine="none"))
+    total = sum(_stage_steps((H, W), c) for c in stages)
+    log_scale = torch.zeros((), device=device)
+    with tqdm(total=total, desc=f"fit {stack.name}", disable=not progress) as bar:
+        for stage in stages:
+            # a later stage starts where the one before ended (depth, AIF and blur scale)
+            init_depth_m, init_aif, log_scale = _fit_stage(
+                full, stage, init_depth_m, init_aif, log_scale, history, bar
+            )
+
+    with torch.no_grad():
+        depth, aif = init_depth_m[None, None], init_aif[None]
+        outputs = {"aif": aif, "depth_m": depth}
+        final = self_supervised_losses_detailed(full, outputs, stages[-1].loss, blur_scale=log_scale.exp())
+    return FitResult(
+        depth_m=depth[0, 0].cpu(),
+        aif=aif[0].cpu(),
+        blur_scale=log_scale.exp().item(),
+        camera=camera,
+        psf=cfg.loss.psf,
+        depth_range_m=tuple(full["depth_range_m"][0].tolist()),
+        rerendered=final.render[0].cpu(),
+        sweep_residual_blur_px=cfg.loss.sweep_residual_blur_px,
+        history=history,
+        sweep_relative_beyond_focus=cfg.loss.sweep_relative_beyond_focus,
+    )
+
+
+def _stage_steps(size: tuple[int, int], cfg: FitConfig) -> int:
+    """Adam steps of one fitting stage (every scale, and the AIF refit where there is one)."""
+    refit_aif = cfg.aif_prior == "after" and cfg.loss.aif_weight > 0
+    return sum(scale_steps(_scale_sizes(size, cfg), cfg)) + cfg.iterations * refit_aif
+
+
+def _fit_stage(
+    full: dict[str, torch.Tensor],
+    cfg: FitConfig,
+    init_depth_m: torch.Tensor | None,
+    init_aif: torch.Tensor | None,
+    log_scale: torch.Tensor,
+    history: list[dict[str, float]],
+    bar: tqdm,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One coarse-to-fine fit of depth and AIF (then the AIF alone, with ``aif_prior="after"``).
+
+    Args:
+        full: the full-resolution inputs (batch of one).
+        init_depth_m: (H, W) metres, or ``None`` for the middle of the range.
+        init_aif: (3, H, W), or ``None`` for the coarse AIF of the initial depth.
+        log_scale: () the log blur scale to start from.
+
+    Returns:
+        depth (H, W) metres, AIF (3, H, W) and the log blur scale, detached, on ``full``'s device.
+    """
+    H, W = full["stack"].shape[-2:]
+    device = full["stack"].device
+    depth_range = full["depth_range_m"]
     if init_depth_m is None:
         z = torch.zeros(1, 1, H, W, device=device)  # t = 0.5
     else:
         z = _logit(depth_to_t(init_depth_m.to(device, torch.float32)[None, None], depth_range), _T_EPS)
     guide = _coarse_aif_of(full, z) if init_aif is None else init_aif.to(device, torch.float32)[None]
-    log_scale = torch.zeros((), device=device, requires_grad=cfg.estimate_blur_scale)
+    log_scale = log_scale.detach().clone().requires_grad_(cfg.estimate_blur_scale)
 
-    history: list[dict[str, float]] = []
     aif = prev_size = None
     sizes = _scale_sizes((H, W), cfg)
     refit_aif = cfg.aif_prior == "after" and cfg.loss.aif_weight > 0
@@ -561,48 +649,32 @@ def fit_scene(
     depth_cfg = (
         dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, aif_weight=0.0)) if refit_aif else cfg
     )
-    steps = scale_steps(sizes, cfg)
-    total = sum(steps) + cfg.iterations * refit_aif
-    with tqdm(total=total, desc=f"fit {stack.name}", disable=not progress) as bar:
-        for size, n in zip(sizes, steps):
-            inputs = _inputs_at(full, size)
-            guide_k = _resize(guide, size)
-            if aif is not None:
-                # The coarser fit plus the detail of the guide image that the coarser grid could not hold.
-                guide_k = _resize(aif, size) + guide_k - _resize(_resize(guide_k, prev_size), size)
-            z, aif_logit = _resize(z.detach(), size), _logit(guide_k)
-            _optimise(inputs, z, aif_logit, log_scale, depth_cfg, n, history, bar)
-            aif, prev_size = torch.sigmoid(aif_logit.detach()), size
-        if refit_aif:
-            aif_logit = _logit(aif)
-            _optimise(
-                inputs,
-                z.detach(),
-                aif_logit,
-                log_scale.detach(),
-                cfg,
-                cfg.iterations,
-                history,
-                bar,
-                fit_depth=False,
-            )
-            aif = torch.sigmoid(aif_logit.detach())
-
+    for size, n in zip(sizes, scale_steps(sizes, cfg)):
+        inputs = _inputs_at(full, size)
+        guide_k = _resize(guide, size)
+        if aif is not None:
+            # The coarser fit plus the detail of the guide image that the coarser grid could not hold.
+            guide_k = _resize(aif, size) + guide_k - _resize(_resize(guide_k, prev_size), size)
+        z, aif_logit = _resize(z.detach(), size), _logit(guide_k)
+        _optimise(inputs, z, aif_logit, log_scale, depth_cfg, n, history, bar)
+        aif, prev_size = torch.sigmoid(aif_logit.detach()), size
+    if refit_aif:
+        aif_logit = _logit(aif)
+        _optimise(
+            inputs,
+            z.detach(),
+            aif_logit,
+            log_scale.detach(),
+            cfg,
+            cfg.iterations,
+            history,
+            bar,
+            fit_depth=False,
+        )
+        aif = torch.sigmoid(aif_logit.detach())
     with torch.no_grad():
         depth = t_to_depth(torch.sigmoid(_resize(z, (H, W))), depth_range)
-        outputs = {"aif": _resize(aif, (H, W)), "depth_m": depth}
-        final = self_supervised_losses_detailed(full, outputs, cfg.loss, blur_scale=log_scale.exp())
-    return FitResult(
-        depth_m=depth[0, 0].cpu(),
-        aif=outputs["aif"][0].cpu(),
-        blur_scale=log_scale.exp().item(),
-        camera=camera,
-        psf=cfg.loss.psf,
-        depth_range_m=tuple(depth_range[0].tolist()),
-        rerendered=final.render[0].cpu(),
-        sweep_residual_blur_px=cfg.loss.sweep_residual_blur_px,
-        history=history,
-    )
+    return depth[0, 0], _resize(aif, (H, W))[0], log_scale.detach()
 
 
 def _optimise(
@@ -701,10 +773,15 @@ def _started(
     start = _initial_depth_aif(stack, cfg, device, full, stacked)
     uses_sweep = cfg.init == "sweep" and not cfg.estimate_blur_scale
     for _ in range(cfg.widen_margin if uses_sweep else 0):
-        if pinned_fraction(start[0], full["depth_range_m"], cfg.loss.sweep_candidates) <= cfg.pinned_fraction:
+        near, far = pinned_ends(start[0], full["depth_range_m"], cfg.loss.sweep_candidates)
+        if max(near, far) <= cfg.pinned_fraction:
             break
         # the PSF, the inputs and the stacked AIF stay: only the range and the sweep are redone
         cfg = dataclasses.replace(cfg, margin=cfg.margin + 1.0)
+        if cfg.near_slice_when_pinned and near > cfg.pinned_fraction:
+            cfg = dataclasses.replace(
+                cfg, loss=dataclasses.replace(cfg.loss, sweep_relative_beyond_focus=True)
+            )
         full = {**full, "depth_range_m": working_range_m(full["focus_m"], cfg.margin)}
         start = _initial_depth_aif(stack, cfg, device, full, (start[1], None))
     return full, camera, cfg, start
@@ -719,15 +796,26 @@ def pinned_fraction(depth_m: torch.Tensor, depth_range_m: torch.Tensor, candidat
         candidates: the sweep's number of hypotheses; "at an end" is within half their spacing.
 
     Returns:
-        The larger of the near end's share and the far end's; the far end counts only where it is not
-        already at ``1 / MIN_DIOPTER`` (the range cannot grow there).
+        The larger of the near end's share and the far end's (:func:`pinned_ends`).
+    """
+    return max(pinned_ends(depth_m, depth_range_m, candidates))
+
+
+def pinned_ends(depth_m: torch.Tensor, depth_range_m: torch.Tensor, candidates: int) -> tuple[float, float]:
+    """Shares of pixels a sweep put at its nearest and at its farthest hypothesis.
+
+    Args: as :func:`pinned_fraction`.
+
+    Returns:
+        (near, far); the far end counts only where it is not already at ``1 / MIN_DIOPTER`` (the range
+        cannot grow there), else its share is 0.
     """
     t = depth_to_t(depth_m[None, None], depth_range_m)
     half = 0.5 / (candidates - 1)
     near = (t >= 1.0 - half).float().mean().item()
     far_open = 1.0 / depth_range_m[0, 1].item() > MIN_DIOPTER * (1.0 + 1e-6)
     far = (t <= half).float().mean().item() if far_open else 0.0
-    return max(near, far)
+    return near, far
 
 
 def _prepared(
