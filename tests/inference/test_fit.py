@@ -231,6 +231,22 @@ def test_initial_estimate_is_where_the_fit_starts() -> None:
     assert initial_estimate(stack, FitConfig(init="constant")) == (None, None)
 
 
+def pinned_sweep(monkeypatch, pinned_rounds: int, record) -> list:
+    """Replace the fit's sweep by one that puts every pixel at the near end for its first
+    ``pinned_rounds`` calls (mid range after); returns the list of ``record(cfg)`` of each call."""
+    import focalstack.inference.fit as fit_module
+
+    calls = []
+
+    def sweep(full, aif, cfg, costs=None):
+        calls.append(record(cfg))
+        t = 1.0 if len(calls) <= pinned_rounds else 0.5
+        return t_to_depth(torch.full((1, 1, *aif.shape[-2:]), t), full["depth_range_m"])[0, 0]
+
+    monkeypatch.setattr(fit_module, "_sweep_depth", sweep)
+    return calls
+
+
 @pytest.mark.parametrize(
     ("pinned_rounds", "widen", "margin"), [(1, 2, 2.0), (5, 2, 3.0), (1, 0, 1.0), (0, 2, 1.0)]
 )
@@ -238,16 +254,7 @@ def test_a_pinned_sweep_widens_the_range(monkeypatch, pinned_rounds: int, widen:
     """While the sweep puts most pixels at the near end, the margin grows by one spacing and it runs again,
     at most ``widen_margin`` times; the fit is then bounded by that range. (The sweep is replaced by one
     pinned for ``pinned_rounds`` calls: a real sweep pins only some real scenes, see range_coverage.)"""
-    import focalstack.inference.fit as fit_module
-
-    calls = []
-
-    def sweep(full, aif, cfg, costs=None):
-        calls.append(cfg.margin)
-        t = 1.0 if len(calls) <= pinned_rounds else 0.5
-        return t_to_depth(torch.full((1, 1, *aif.shape[-2:]), t), full["depth_range_m"])[0, 0]
-
-    monkeypatch.setattr(fit_module, "_sweep_depth", sweep)
+    calls = pinned_sweep(monkeypatch, pinned_rounds, lambda cfg: cfg.margin)
     stack = synthetic_stack(16, psf="disc")
     cfg = FitConfig(scales=(1,), iterations=1, noise_reference_px=64, widen_margin=widen)
     result = fit_scene(stack, cfg, progress=False)
@@ -265,16 +272,7 @@ def test_near_slice_sweep_only_where_the_sweep_is_pinned_near(
     monkeypatch, pinned_rounds: int, flags: list[bool]
 ) -> None:
     """near_slice_when_pinned: the sweeps over ranges widened at the near end re-render the nearest slice."""
-    import focalstack.inference.fit as fit_module
-
-    calls = []
-
-    def sweep(full, aif, cfg, costs=None):
-        calls.append(cfg.loss.sweep_relative_beyond_focus)
-        t = 1.0 if len(calls) <= pinned_rounds else 0.5
-        return t_to_depth(torch.full((1, 1, *aif.shape[-2:]), t), full["depth_range_m"])[0, 0]
-
-    monkeypatch.setattr(fit_module, "_sweep_depth", sweep)
+    calls = pinned_sweep(monkeypatch, pinned_rounds, lambda cfg: cfg.loss.sweep_relative_beyond_focus)
     stack = synthetic_stack(16, psf="disc")
     cfg = FitConfig(scales=(1,), iterations=1, noise_reference_px=64, near_slice_when_pinned=True)
     result = fit_scene(stack, cfg, progress=False)

@@ -608,8 +608,12 @@ def fit_scene(
 
 def _stage_steps(size: tuple[int, int], cfg: FitConfig) -> int:
     """Adam steps of one fitting stage (every scale, and the AIF refit where there is one)."""
-    refit_aif = cfg.aif_prior == "after" and cfg.loss.aif_weight > 0
-    return sum(scale_steps(_scale_sizes(size, cfg), cfg)) + cfg.iterations * refit_aif
+    return sum(scale_steps(_scale_sizes(size, cfg), cfg)) + cfg.iterations * _refits_aif(cfg)
+
+
+def _refits_aif(cfg: FitConfig) -> bool:
+    """Whether a stage ends by refitting the AIF alone with the coarse-AIF term (``aif_prior="after"``)."""
+    return cfg.aif_prior == "after" and cfg.loss.aif_weight > 0
 
 
 def _fit_stage(
@@ -644,7 +648,7 @@ def _fit_stage(
 
     aif = prev_size = None
     sizes = _scale_sizes((H, W), cfg)
-    refit_aif = cfg.aif_prior == "after" and cfg.loss.aif_weight > 0
+    refit_aif = _refits_aif(cfg)
     # with the AIF refitted after, the depth-and-AIF stages leave the coarse-AIF term out
     depth_cfg = (
         dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, aif_weight=0.0)) if refit_aif else cfg
