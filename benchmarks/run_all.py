@@ -76,12 +76,10 @@ STEPS = [
         *("--fit-only", "--fit-rows", "near-slice", "--sets", "A", "B", "--merge"),
         *("--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"),
     ],
-    [  # the layered refinement after the default fit, and the near-slice sweep where pinned near, with
-        # and without that refinement, on A and B (40 + 12 + 40 min)
+    [  # the layered refinement after the default fit, on A and B (40 min)
         "-m",
         "benchmarks.accuracy",
-        *("--fit-only", "--fit-rows", "refine-layered", "near-slice-pinned", "refine-near-slice-pinned"),
-        *("--sets", "A", "B", "--merge"),
+        *("--fit-only", "--fit-rows", "refine-layered", "--sets", "A", "B", "--merge"),
         *("--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"),
     ],
     ["-m", "benchmarks.accuracy_figures"],
@@ -132,7 +130,7 @@ STEPS = [
         *("dfd_indoor_028", "dfd_indoor_042", "dfd_indoor_046", "dfd_indoor_059"),
         "--variant",
         "fit (default: the range widened where the sweep is pinned)",
-        '{"sweep_residual_blur_px": 0.0}',
+        '{"sweep_residual_blur_px": 0.0, "near_slice_when_pinned": false}',
         "--variant",
         "fit with the range fixed (margin 1)",
         '{"widen_margin": 0, "sweep_residual_blur_px": 0.0}',
@@ -195,20 +193,24 @@ STEPS = [
         *("--out", "bench_out/fit_validation_refine.json"),
         *("--md", "docs/results/fit_validation_refine.md"),
     ],
-    [  # the near-slice sweep where the sweep is pinned near, on A train's four near scenes (5 min)
+    [  # the near-slice sweep where the sweep is pinned near (the default since session 22), on A train's
+        # four near scenes (5 min)
         "-m",
         "benchmarks.fit_validation",
         *("--scenes", "dfd_indoor_028", "dfd_indoor_042", "dfd_indoor_046", "dfd_indoor_059"),
-        *("--variant", "fit (default)", "{}"),
-        *("--variant", "fit, near-slice sweep where pinned near", '{"near_slice_when_pinned": true}'),
+        *("--variant", "fit without the near-slice sweep (the default before session 22)"),
+        '{"near_slice_when_pinned": false}',
+        *("--variant", "fit (default: near-slice sweep where pinned near)", "{}"),
         *("--out", "bench_out/fit_validation_near_slice_pinned.json"),
         *("--md", "docs/results/fit_validation_near_slice_pinned.md"),
     ],
-    [  # the near-slice sweep against the default on A train's validation scenes (10 min)...
+    [  # the near-slice sweep against the default on A train's validation scenes (10 min; "default" is
+        # session 20's, without the near-slice sweep where pinned)...
         "-m",
         "benchmarks.fit_validation",
         *("--variant", "fit, sweep from the nearest slice beyond the nearest focus"),
-        *('{"sweep_relative_beyond_focus": true}', "--variant", "fit (default)", "{}"),
+        *('{"sweep_relative_beyond_focus": true}', "--variant", "fit (default)"),
+        '{"near_slice_when_pinned": false}',
         *("--out", "bench_out/fit_validation_near_slice.json"),
         *("--md", "docs/results/fit_validation_near_slice.md"),
     ],
@@ -217,7 +219,8 @@ STEPS = [
         "benchmarks.fit_validation",
         *("--scenes", "dfd_indoor_028", "dfd_indoor_042", "dfd_indoor_046", "dfd_indoor_059"),
         *("--variant", "fit, sweep from the nearest slice beyond the nearest focus"),
-        *('{"sweep_relative_beyond_focus": true}', "--variant", "fit (default)", "{}"),
+        *('{"sweep_relative_beyond_focus": true}', "--variant", "fit (default)"),
+        '{"near_slice_when_pinned": false}',
         *("--out", "bench_out/fit_validation_near_slice_beyond.json"),
         *("--md", "docs/results/fit_validation_near_slice_beyond.md"),
     ],

@@ -19,9 +19,12 @@ from tests.inference.test_fit import synthetic_stack
 def test_fit_rows_each_undo_one_more_default() -> None:
     default = FitConfig(iterations=2)
     assert fit_config(2, FIT_ROWS["default"][1]) == default and default.aif_prior == "after"
-    assert default.noise_aware_aif
+    assert default.noise_aware_aif and default.near_slice_when_pinned
+    ungated = fit_config(2, FIT_ROWS["no-near-slice-pinned"][1])
+    assert ungated == dataclasses.replace(default, near_slice_when_pinned=False)
     unfiltered = fit_config(2, FIT_ROWS["no-residual-blur"][1])
     assert unfiltered.loss == dataclasses.replace(default.loss, sweep_residual_blur_px=0.0)
+    assert unfiltered == dataclasses.replace(ungated, loss=unfiltered.loss)
     assert default.loss.sweep_residual_blur_px > 0
     fixed = fit_config(2, FIT_ROWS["fixed-range"][1])
     assert fixed == dataclasses.replace(unfiltered, widen_margin=0) and default.widen_margin > 0
@@ -30,7 +33,8 @@ def test_fit_rows_each_undo_one_more_default() -> None:
     assert fit_config(2, FIT_ROWS["joint-aif"][1]) == dataclasses.replace(plain, aif_prior="joint")
     # not an ablation but a measured alternative: more steps at coarse scales
     assert default.step_growth == 0.0
-    assert fit_config(2, FIT_ROWS["coarse-steps"][1]) == dataclasses.replace(default, step_growth=2.0)
+    # the alternatives measured before the gated near-slice sweep was the default keep it off
+    assert fit_config(2, FIT_ROWS["coarse-steps"][1]) == dataclasses.replace(ungated, step_growth=2.0)
     single = fit_config(2, FIT_ROWS["single-noise"][1])
     assert single.loss.sweep_noise_levels == 1 < default.loss.sweep_noise_levels and single.psf == "auto"
     assert single.aif_prior == "joint"
@@ -42,7 +46,7 @@ def test_fit_rows_each_undo_one_more_default() -> None:
     assert FIT_ROWS["oracle"] == (ORACLE, {})
     layered = fit_config(2, FIT_ROWS["layered"][1])
     assert layered == dataclasses.replace(
-        default, loss=dataclasses.replace(default.loss, render_mode="layered")
+        ungated, loss=dataclasses.replace(default.loss, render_mode="layered")
     )
     assert FIT_ROWS["oracle-layered"][1] == FIT_ROWS["layered"][1]
     near = fit_config(2, FIT_ROWS["near-slice"][1])
@@ -51,11 +55,8 @@ def test_fit_rows_each_undo_one_more_default() -> None:
     )
     assert not default.loss.sweep_relative_beyond_focus
     assert fit_config(2, FIT_ROWS["refine-layered"][1]) == dataclasses.replace(default, refine="layered")
-    gated = fit_config(2, FIT_ROWS["refine-near-slice-pinned"][1])
-    assert gated == dataclasses.replace(default, refine="layered", near_slice_when_pinned=True)
-    assert fit_config(2, FIT_ROWS["near-slice-pinned"][1]) == dataclasses.replace(gated, refine="none")
     assert not {"layered", "oracle-layered", "near-slice", "refine-layered"} & set(DEFAULT_FIT_ROWS)
-    assert not {"near-slice-pinned", "refine-near-slice-pinned"} & set(DEFAULT_FIT_ROWS)
+    assert "no-near-slice-pinned" in DEFAULT_FIT_ROWS
     assert FIT_ROWS["default"][0].format(it=30) == "fit (30 it/scale)"
 
 

@@ -266,15 +266,23 @@ def test_a_pinned_sweep_widens_the_range(monkeypatch, pinned_rounds: int, widen:
 
 
 @pytest.mark.parametrize(
-    ("pinned_rounds", "flags"), [(1, [False, True]), (2, [False, True, True]), (0, [False])]
+    ("pinned_rounds", "changes", "flags"),
+    [
+        (1, {}, [False, True]),
+        (2, {}, [False, True, True]),
+        (0, {}, [False]),
+        (1, {"widen_margin": 0}, [False]),  # a fixed range: nothing widens, nothing changes
+        (1, {"near_slice_when_pinned": False}, [False, False]),
+    ],
 )
 def test_near_slice_sweep_only_where_the_sweep_is_pinned_near(
-    monkeypatch, pinned_rounds: int, flags: list[bool]
+    monkeypatch, pinned_rounds: int, changes: dict, flags: list[bool]
 ) -> None:
-    """near_slice_when_pinned: the sweeps over ranges widened at the near end re-render the nearest slice."""
+    """near_slice_when_pinned (the default): the sweeps over ranges widened at the near end re-render the
+    nearest slice."""
     calls = pinned_sweep(monkeypatch, pinned_rounds, lambda cfg: cfg.loss.sweep_relative_beyond_focus)
     stack = synthetic_stack(16, psf="disc")
-    cfg = FitConfig(scales=(1,), iterations=1, noise_reference_px=64, near_slice_when_pinned=True)
+    cfg = FitConfig(scales=(1,), iterations=1, noise_reference_px=64, **changes)
     result = fit_scene(stack, cfg, progress=False)
     assert calls == flags and result.sweep_relative_beyond_focus == flags[-1]
 
@@ -310,7 +318,9 @@ def test_near_slice_when_pinned_finds_a_plane_nearer_than_every_focus(monkeypatc
 
 def test_near_slice_when_pinned_leaves_other_scenes_as_they_were() -> None:
     stack = synthetic_stack(24, psf="disc")
-    cfg = FitConfig(scales=(1,), iterations=2, noise_reference_px=64, psf="disc")
+    cfg = FitConfig(
+        scales=(1,), iterations=2, noise_reference_px=64, psf="disc", near_slice_when_pinned=False
+    )
     plain = fit_scene(stack, cfg, progress=False)
     gated = fit_scene(stack, dataclasses.replace(cfg, near_slice_when_pinned=True), progress=False)
     assert not gated.sweep_relative_beyond_focus and plain.depth_range_m == gated.depth_range_m
@@ -448,8 +458,6 @@ def test_bad_inputs_raise() -> None:
         {"pinned_fraction": 1.5},
         {"residual_blur_min_noise": -0.1},
         {"refine": "occlusion"},
-        {"near_slice_when_pinned": True, "widen_margin": 0},
-        {"near_slice_when_pinned": True, "init": "dff"},
         {"refine": "layered", "loss": LossConfig(render_mode="layered")},
     ],
 )
@@ -517,7 +525,9 @@ def test_fit_command_parses_the_fit_options() -> None:
     near = tyro.cli(FitCommand, args=["SCENE", "--fit.loss.sweep-relative-beyond-focus"]).fit.loss
     assert near.sweep_relative_beyond_focus and not FitConfig().loss.sweep_relative_beyond_focus
     assert tyro.cli(FitCommand, args=["SCENE", "--fit.refine", "layered"]).fit.refine == "layered"
-    assert tyro.cli(FitCommand, args=["SCENE", "--fit.near-slice-when-pinned"]).fit.near_slice_when_pinned
+    assert FitConfig().near_slice_when_pinned
+    off = tyro.cli(FitCommand, args=["SCENE", "--fit.no-near-slice-when-pinned"]).fit
+    assert not off.near_slice_when_pinned
     with pytest.raises(SystemExit):
         tyro.cli(FitCommand, args=["SCENE", "--fit.aif-prior", "sometimes"])
 
