@@ -86,8 +86,9 @@ STEPS = [
     ["-m", "benchmarks.fit_validation", "--from-truth"],  # the AIF-prior ablation on A train
     ["-m", "benchmarks.fit_validation", "--steps"],  # the step schedule on A train
     ["-m", "benchmarks.fit_validation", "--residual-blur"],  # the sweep's residual low-pass (25 min)
-    # The rows below weigh earlier defaults; each pins the sweep's residual low-pass off, as it was then,
-    # so that they reproduce the tables the README quotes.
+    # The rows below weigh earlier defaults; each pins off what later became a default where it would
+    # change the result (the sweep's residual low-pass until session 17; the near-slice sweep where
+    # pinned near, until session 22, on the scenes that pin), so that they reproduce the README's tables.
     [  # the default fit (of session 16) without sensor noise, on A0's train split (6 min)
         "-m",
         "benchmarks.fit_validation",
