@@ -17,7 +17,15 @@ total error and ``*_signed`` the median signed error (slices, positive = too nea
 alike, B's error comes from the scene, not from the synthetic aperture's optics. It reads ground truth,
 as an analysis.
 
-    python -m benchmarks.edge_analysis [--iterations 30] [--band-px 8]
+With ``--starts`` it asks which part of the start limits the fit instead: both fits (the default's
+per-pixel renderer and the occlusion-aware layered one, ``render_mode="layered"``) started from the
+sweep's depth, from the true depth, and from each mixed with the other along the edge band (true depth
+in the band and the sweep's elsewhere, and the reverse), and the layered fit at full size only from the
+true depth (the coarse-to-fine fit first shrinks its start, which blurs the start's edges). Every fit
+starts from the sweep's AIF (focus stacking), so only the start's depth differs; missing true depths
+take the median.
+
+    python -m benchmarks.edge_analysis [--iterations 30] [--band-px 8] [--starts] [--sets B Bsim]
 """
 
 from __future__ import annotations
@@ -97,12 +105,45 @@ def set_rows(stack: FocalStack, name: str, iterations: int, band_px: int) -> lis
     ]
 
 
+#: --starts: (row label, fit changes) of the two renderers.
+RENDERERS = (("fit", {}), ("layered fit", {"render_mode": "layered"}))
+
+
+def start_rows(stack: FocalStack, name: str, iterations: int, band_px: int) -> list[dict]:
+    """The sweep's row, and both renderers' fits from starts true in parts (module docstring)."""
+    masks = regions(stack, band_px)
+    sweep, aif = initial_estimate(stack, fit_config(iterations, {}))
+    valid = valid_mask(stack.depth_m)
+    truth = torch.where(valid, stack.depth_m, stack.depth_m[valid].median()).float()
+    band = masks["edge"]
+    starts = {
+        "the sweep": sweep,
+        "the true depth": truth,
+        "the true depth in the edge band, the sweep's elsewhere": torch.where(band, truth, sweep),
+        "the sweep's depth in the edge band, the truth elsewhere": torch.where(band, sweep, truth),
+    }
+    rows = [{"set": name, "estimate": "start: the sweep", **split_error(sweep, stack, masks)}]
+    for renderer, changes in RENDERERS:
+        cfg = fit_config(iterations, changes)
+        for label, start in starts.items():
+            fit = fit_scene(stack, cfg, init_depth_m=start, init_aif=aif, progress=False).depth_m
+            row = {"set": name, "estimate": f"{renderer} from {label}", **split_error(fit, stack, masks)}
+            rows.append(row)
+    # the coarse scales blur a sharp start's edges before the full-size fit sees them
+    fine = fit_config(iterations, {"render_mode": "layered", "scales": (1,)})
+    fit = fit_scene(stack, fine, init_depth_m=truth, init_aif=aif, progress=False).depth_m
+    label = "layered fit at full size only (scales (1,)) from the true depth"
+    return rows + [{"set": name, "estimate": label, **split_error(fit, stack, masks)}]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--b", type=Path, default=ANTINOUS, help="test data B")
     parser.add_argument("--bsim", type=Path, default=REPO / "data" / "accuracy" / "Bsim" / "antinous_stack")
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--band-px", type=int, default=8)
+    parser.add_argument("--starts", action="store_true", help="fits from starts true in parts")
+    parser.add_argument("--sets", nargs="+", choices=("B", "Bsim"), default=["B", "Bsim"])
     parser.add_argument("--out", default=str(REPO / "bench_out" / "edge_analysis.json"))
     parser.add_argument("--md", default=str(REPO / "docs" / "results" / "edge_analysis.md"))
     args = parser.parse_args(argv)
@@ -110,16 +151,27 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--band-px must be >= 0, got {args.band_px}")
     torch.set_num_threads(2)
     rows = []
-    for name, folder in (("B", args.b), ("Bsim", args.bsim)):
+    folders = {"B": args.b, "Bsim": args.bsim}
+    for name in args.sets:
+        folder = folders[name]
         if not (folder / "scene.json").is_file():
             parser.error(f"{folder} is not a scene folder (Bsim: run scripts/make_accuracy_data.py)")
-        rows += set_rows(FocalStack.load(folder), name, args.iterations, args.band_px)
+        run = start_rows if args.starts else set_rows
+        rows += run(FocalStack.load(folder), name, args.iterations, args.band_px)
+    what = (
+        f"the default fit and the layered fit ({args.iterations} it/scale) from starts true in parts "
+        "(every fit from the sweep's AIF)"
+        if args.starts
+        else "the fit's start (depth sweep) and the default fit"
+    )
+    on = " and ".join(args.sets) + (
+        " (B's truth through focalstack's own lens model)" * ("Bsim" in args.sets)
+    )
     table = (
-        f"Error (slices) of the fit's start (depth sweep) and the default fit on B and Bsim (B's truth "
-        f"through focalstack's own lens model), split into: edge, within {args.band_px} px of a depth "
-        "edge (a jump > 0.5 slices); flat, the least-textured quarter of the pixels outside that band; "
-        "rest. frac: share of the pixels; err: mean error; share: share of the total error; signed: "
-        "median signed error (positive = too near).\n\n" + markdown_table(rows, COLUMNS)
+        f"Error (slices) of {what} on {on}, split into: edge, within {args.band_px} px of a depth edge (a "
+        "jump > 0.5 slices); flat, the least-textured quarter of the pixels outside that band; rest. frac: "
+        "share of the pixels; err: mean error; share: share of the total error; signed: median signed "
+        "error (positive = too near).\n\n" + markdown_table(rows, COLUMNS)
     )
     payload = {"machine": machine_info(), "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
     save(args.out, args.md, payload, table)

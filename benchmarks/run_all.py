@@ -1,11 +1,11 @@
-"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 15.5 h on 2 CPU cores,
+"""``make bench``: rerun every benchmark and refresh the README tables (an estimated 16 h on 2 CPU cores,
 of which about 2.5 h are the fit's 256-px sweep noise references; never timed end to end).
 
 Order: renderer, inference speed, learning benchmark (shipped recipe, the paper's DAIF-Net, the
 shipped recipe without its focus prior), shipped weights, per-scene fits on procedural scenes, the
 fit's PSF choice, accuracy protocol (renders its data first when missing), its figures, the fit's
 AIF-prior ablation, step schedule, noise ablation and range widening on A's train split, the noise
-analysis, the edge analysis of B, the working-range coverage of A, ablations, held-out-slice evaluation on real stacks, README gallery, README splice. Seeds are fixed
+analysis, the edge analysis of B and its start ablation, the working-range coverage of A, ablations, held-out-slice evaluation on real stacks, README gallery, README splice. Seeds are fixed
 in each script.
 """
 
@@ -227,6 +227,12 @@ STEPS = [
     ],
     ["-m", "benchmarks.noise_analysis"],  # where the noise costs, on two train scenes (4 min)
     ["-m", "benchmarks.edge_analysis"],  # where B's error lies, on B and Bsim (5 min)
+    [
+        "-m",
+        "benchmarks.edge_analysis",
+        "--starts",  # which part of the start limits B, both renderers, on B and Bsim (36 min)
+        *("--out", "bench_out/start_ablation.json", "--md", "docs/results/start_ablation.md"),
+    ],
     ["-m", "benchmarks.range_coverage", "--sweep"],  # A's depth outside the working range (35 min)
     ["-m", "benchmarks.ablations"],
     ["-m", "benchmarks.holdout_real"],

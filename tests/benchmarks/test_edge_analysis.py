@@ -12,6 +12,13 @@ import torch
 from benchmarks.edge_analysis import COLUMNS, REGIONS, edge_band, main, regions, split_error
 from tests.inference.test_fit import synthetic_stack
 
+STARTS = (
+    "the sweep",
+    "the true depth",
+    "the true depth in the edge band, the sweep's elsewhere",
+    "the sweep's depth in the edge band, the truth elsewhere",
+)
+
 
 def test_edge_band_is_the_given_width_around_a_step() -> None:
     inv = torch.zeros(20, 30)
@@ -52,3 +59,25 @@ def test_scores_start_and_fit_on_both_sets(tmp_path: Path) -> None:
         main(["--b", str(tmp_path / "nope"), *files])
     with pytest.raises(SystemExit):
         main(["--b", str(tmp_path / "b"), "--band-px", "-1", *files[:4]])
+
+
+@pytest.mark.usefixtures("small_noise_reference")
+def test_starts_mix_the_sweep_and_the_truth_along_the_band(tmp_path: Path) -> None:
+    synthetic_stack(size=24, psf="disc").save(tmp_path / "b")
+    out, md = tmp_path / "s.json", tmp_path / "s.md"
+    common = ["--b", str(tmp_path / "b"), "--sets", "B", "--starts", "--iterations", "1"]
+    files = ["--out", str(out), "--md", str(md)]
+    rows = main([*common, "--band-px", "2", *files])["rows"]
+    labels = [r["estimate"] for r in rows]
+    assert labels[0] == "start: the sweep" and len(rows) == 1 + 2 * 4 + 1
+    assert labels[1:5] == [f"fit from {s}" for s in STARTS] and labels[5:9] == [
+        f"layered fit from {s}" for s in STARTS
+    ]
+    assert labels[9] == "layered fit at full size only (scales (1,)) from the true depth"
+    assert all(set(r) == set(COLUMNS) and math.isfinite(r["error_slices"]) for r in rows)
+    # a band over every pixel: "true in the band" is the truth and "the sweep's in the band" the sweep
+    wide = {r["estimate"]: r["error_slices"] for r in main([*common, "--band-px", "30", *files])["rows"]}
+    for renderer in ("fit", "layered fit"):
+        assert wide[f"{renderer} from {STARTS[2]}"] == wide[f"{renderer} from {STARTS[1]}"]
+        assert wide[f"{renderer} from {STARTS[3]}"] == wide[f"{renderer} from {STARTS[0]}"]
+    assert wide["fit from the true depth"] != wide["fit from the sweep"]
