@@ -34,7 +34,7 @@ import torch
 
 from benchmarks._common import REPO, key_values, machine_info, markdown_table, save
 from focalstack.data.stack import FocalStack
-from focalstack.eval.metrics import aif_metrics, depth_metrics
+from focalstack.eval.metrics import aif_metrics, depth_metrics, valid_mask
 
 SHARED = REPO.parent / "shared" / "data"
 #: Test data B.
@@ -215,6 +215,13 @@ ASKED_FOR_BY_NAME = ("layered", "oracle-layered", "near-slice", "refine-layered"
 DEFAULT_FIT_ROWS = [k for k in FIT_ROWS if k not in ASKED_FOR_BY_NAME]
 
 
+def true_start_depth(stack: FocalStack) -> torch.Tensor:
+    """(H, W) the true depth (metres) as a fit's start, its invalid pixels at the valid pixels' median."""
+    gt = stack.depth_m.float()
+    valid = valid_mask(gt)
+    return torch.where(valid, gt, gt[valid].median())
+
+
 def fit_predictor(
     iterations: int,
     oracle: bool = False,
@@ -237,9 +244,7 @@ def fit_predictor(
     def run(stack: FocalStack) -> tuple[torch.Tensor, torch.Tensor]:
         init = {}
         if oracle:
-            gt = stack.depth_m.float()
-            valid = torch.isfinite(gt) & (gt > 0)
-            init = {"init_depth_m": torch.where(valid, gt, gt[valid].median()), "init_aif": stack.aif.float()}
+            init = {"init_depth_m": true_start_depth(stack), "init_aif": stack.aif.float()}
         r = fit_scene(stack, cfg, progress=False, **init)
         if losses is not None:
             losses.append(r.history[-1]["total"] if r.history else float("nan"))

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks._common import REPO, machine_info, markdown_table, save
-from benchmarks.accuracy import ANTINOUS
+from benchmarks.accuracy import ANTINOUS, true_start_depth
 from benchmarks.fit_procedural import fit_config
 from benchmarks.noise_analysis import flat_quarter, signed_slices
 from focalstack.data.stack import FocalStack
@@ -105,16 +105,16 @@ def set_rows(stack: FocalStack, name: str, iterations: int, band_px: int) -> lis
     ]
 
 
+LAYERED = {"render_mode": "layered"}
 #: --starts: (row label, fit changes) of the two renderers.
-RENDERERS = (("fit", {}), ("layered fit", {"render_mode": "layered"}))
+RENDERERS = (("fit", {}), ("layered fit", LAYERED))
 
 
 def start_rows(stack: FocalStack, name: str, iterations: int, band_px: int) -> list[dict]:
     """The sweep's row, and both renderers' fits from starts true in parts (module docstring)."""
     masks = regions(stack, band_px)
     sweep, aif = initial_estimate(stack, fit_config(iterations, {}))
-    valid = valid_mask(stack.depth_m)
-    truth = torch.where(valid, stack.depth_m, stack.depth_m[valid].median()).float()
+    truth = true_start_depth(stack)
     band = masks["edge"]
     starts = {
         "the sweep": sweep,
@@ -130,7 +130,7 @@ def start_rows(stack: FocalStack, name: str, iterations: int, band_px: int) -> l
             row = {"set": name, "estimate": f"{renderer} from {label}", **split_error(fit, stack, masks)}
             rows.append(row)
     # the coarse scales blur a sharp start's edges before the full-size fit sees them
-    fine = fit_config(iterations, {"render_mode": "layered", "scales": (1,)})
+    fine = fit_config(iterations, {**LAYERED, "scales": (1,)})
     fit = fit_scene(stack, fine, init_depth_m=truth, init_aif=aif, progress=False).depth_m
     label = "layered fit at full size only (scales (1,)) from the true depth"
     return rows + [{"set": name, "estimate": label, **split_error(fit, stack, masks)}]
