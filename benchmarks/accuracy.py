@@ -150,7 +150,8 @@ def network(checkpoint: str | Path | None) -> Predictor:
     return lambda stack: predict(stack, model=model)
 
 
-#: Changes of the fit's ablation rows, each adding one to the row above: no nearest-slice sweep where the
+#: Changes of the fit's ablation rows, each adding one to the row above: the sweep's near-surface halos
+#: kept (the default before session 24), no nearest-slice sweep where the
 #: sweep is pinned near (the default before session 22), no low-pass on the sweep's
 #: residuals (the default before ``sweep_residual_blur_px``), a fixed working range (the
 #: default before ``widen_margin``), plain focus stacking for the
@@ -158,7 +159,8 @@ def network(checkpoint: str | Path | None) -> Predictor:
 #: way, the default before ``aif_prior="after"``), one noise reference for the sweep (the default before
 #: references per intensity), the Gaussian PSF always (the default before the PSF choice) and the
 #: sweep's windowed errors only (the default before the semi-global sweep).
-NO_NEAR_SLICE_PINNED_FIT = {"near_slice_when_pinned": False}
+NO_HALO_FIT = {"retract_halos": False}
+NO_NEAR_SLICE_PINNED_FIT = {"near_slice_when_pinned": False, **NO_HALO_FIT}
 NO_RESIDUAL_BLUR_FIT = {"sweep_residual_blur_px": 0.0, **NO_NEAR_SLICE_PINNED_FIT}
 FIXED_RANGE_FIT = {"widen_margin": 0, **NO_RESIDUAL_BLUR_FIT}
 PLAIN_STACKING_FIT = {"noise_aware_aif": False, **FIXED_RANGE_FIT}
@@ -168,14 +170,16 @@ GAUSSIAN_FIT = {"psf": "gaussian", **SINGLE_NOISE_FIT}
 WINDOW_FIT = {"sweep_penalties": None, **GAUSSIAN_FIT}
 #: Alternatives to the default. The coarse steps and the layered renderer were measured before the
 #: nearest-slice sweep where pinned near became the default (session 22) and keep it off, so that their
-#: rows stay what was measured; compare them with the row without it.
+#: rows stay what was measured; compare them with the row without it. The near-slice sweep in every
+#: scene was measured before the halo retraction (session 24) and keeps it off; compare it with the
+#: row without the halo retraction.
 #: Not a default: more steps at coarse scales (better on A, worse on A' and B).
 COARSE_STEPS_FIT = {"step_growth": 2.0, **NO_NEAR_SLICE_PINNED_FIT}
 #: Not a default: the occlusion-aware renderer in the fit (slower: README, session 19).
 LAYERED_FIT = {"render_mode": "layered", **NO_NEAR_SLICE_PINNED_FIT}
 #: Not a default: the sweep re-renders the least-blurred slice for depths nearer than every focus distance,
 #: in every scene (README, session 20; with it on, the default's gate changes nothing).
-NEAR_SLICE_FIT = {"sweep_relative_beyond_focus": True}
+NEAR_SLICE_FIT = {"sweep_relative_beyond_focus": True, **NO_HALO_FIT}
 #: Not a default (3x the time, worse on B): a second stage, the layered fit started where the default fit
 #: ends (README, session 21).
 REFINE_LAYERED_FIT = {"refine": "layered"}
@@ -194,6 +198,7 @@ FIT_ROWS = {
     ),
     "refine-layered": ("fit, then refined with the occlusion-aware layered renderer", REFINE_LAYERED_FIT),
     "coarse-steps": ("fit with {it} k² it at size 1/k (step_growth 2)", COARSE_STEPS_FIT),
+    "no-halo": ("fit without retracting the sweep's near-surface halos", NO_HALO_FIT),
     "no-near-slice-pinned": (
         "fit without the nearest-slice sweep where the sweep is pinned near",
         NO_NEAR_SLICE_PINNED_FIT,

@@ -55,7 +55,8 @@ def coverage(stack: FocalStack) -> dict[str, float]:
 
 def sweep_range(stack: FocalStack, cfg: FitConfig) -> dict[str, float]:
     """``pinned`` (the sweep in ``cfg.margin``'s range, not widened) and ``fit_margin`` (with widening)."""
-    fixed = dataclasses.replace(cfg, widen_margin=0)
+    # the fit widens its range on the sweep's depth before it retracts the sweep's halos
+    fixed = dataclasses.replace(cfg, widen_margin=0, retract_halos=False)
     depth, _ = initial_estimate(stack, fixed)
     focus = torch.as_tensor(stack.focus_m, dtype=torch.float32)
     pinned = pinned_fraction(depth, working_range_m(focus[None], cfg.margin), cfg.loss.sweep_candidates)

@@ -81,3 +81,19 @@ def test_starts_mix_the_sweep_and_the_truth_along_the_band(tmp_path: Path) -> No
         assert wide[f"{renderer} from {STARTS[2]}"] == wide[f"{renderer} from {STARTS[1]}"]
         assert wide[f"{renderer} from {STARTS[3]}"] == wide[f"{renderer} from {STARTS[0]}"]
     assert wide["fit from the true depth"] != wide["fit from the sweep"]
+
+
+@pytest.mark.usefixtures("small_noise_reference")
+def test_objective_scores_the_truth_and_both_starts_from_both_aifs(tmp_path: Path) -> None:
+    from benchmarks.edge_analysis import OBJECTIVE_COLUMNS
+
+    stack = synthetic_stack(size=24, psf="disc")
+    stack.save(tmp_path / "b")
+    files = ["--out", str(tmp_path / "o.json"), "--md", str(tmp_path / "o.md")]
+    args = ["--b", str(tmp_path / "b"), "--sets", "B", "--objective", "--band-px", "2", *files]
+    rows = main(args)["rows"]
+    depths = ["the true depth", "the sweep's depth (halos kept)", "the default start (halos retracted)"]
+    assert [(r["depth"], r["aif"]) for r in rows] == [(d, a) for a in ("true", "the sweep's") for d in depths]
+    assert all(set(r) == set(OBJECTIVE_COLUMNS) and r["all"] >= 0.0 for r in rows)
+    # the stack was rendered per pixel, not layered, but from its own depth and AIF it is close
+    assert rows[0]["all"] < rows[1]["all"]

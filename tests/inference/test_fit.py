@@ -231,6 +231,37 @@ def test_initial_estimate_is_where_the_fit_starts() -> None:
     assert initial_estimate(stack, FitConfig(init="constant")) == (None, None)
 
 
+def test_the_sweep_start_has_its_near_halos_retracted(monkeypatch) -> None:
+    """retract_halos (the default): the start is the sweep's depth through retract_near_halos, with the
+    radius from the optics and the stacked AIF as guide; off, or with another init, the sweep's as is."""
+    import focalstack.inference.halo as halo_module
+    from focalstack.inference.halo import halo_radius_px
+
+    seen = []
+    real = halo_module.retract_near_halos
+
+    def spy(depth, guide, spacing, radius, **kwargs):
+        seen.append((depth.shape, guide.shape, spacing, radius))
+        return real(depth, guide, spacing, radius, **kwargs)
+
+    monkeypatch.setattr(halo_module, "retract_near_halos", spy)
+    stack = occluding_stack()
+    cfg = FitConfig(scales=(1,), iterations=0, noise_reference_px=64, psf="disc")
+    on, aif = initial_estimate(stack, cfg)
+    off, _ = initial_estimate(stack, dataclasses.replace(cfg, retract_halos=False))
+    assert len(seen) == 1 and seen[0][:2] == ((1, 1, 32, 32), (1, 3, 32, 32))
+    dioptres = 1.0 / torch.tensor(FOCUS)
+    assert seen[0][2] == pytest.approx(float(dioptres[0] - dioptres[-1]) / 4, rel=1e-5)
+    near, far = fit_range_m(stack, cfg)
+    camera = (CAMERA.focal_length_m, CAMERA.f_number, CAMERA.pixel_size_m)
+    sigma = depth_to_sigma_px(torch.tensor([[[near, far]]]), torch.tensor([FOCUS]), *camera)
+    assert seen[0][3] == halo_radius_px(float(sigma.max()), cfg.loss.sweep_window_px)
+    assert (on >= off - 1e-6).all()
+    torch.testing.assert_close(on, real(off[None, None], aif[None], seen[0][2], seen[0][3])[0, 0])
+    initial_estimate(stack, dataclasses.replace(cfg, init="dff"))
+    assert len(seen) == 2  # fit_range_m ran the sweep once more; the DFF start is not retracted
+
+
 def pinned_sweep(monkeypatch, pinned_rounds: int, record) -> list:
     """Replace the fit's sweep by one that puts every pixel at the near end for its first
     ``pinned_rounds`` calls (mid range after); returns the list of ``record(cfg)`` of each call."""
@@ -528,6 +559,8 @@ def test_fit_command_parses_the_fit_options() -> None:
     assert FitConfig().near_slice_when_pinned
     off = tyro.cli(FitCommand, args=["SCENE", "--fit.no-near-slice-when-pinned"]).fit
     assert not off.near_slice_when_pinned
+    assert FitConfig().retract_halos
+    assert not tyro.cli(FitCommand, args=["SCENE", "--fit.no-retract-halos"]).fit.retract_halos
     with pytest.raises(SystemExit):
         tyro.cli(FitCommand, args=["SCENE", "--fit.aif-prior", "sometimes"])
 

@@ -193,6 +193,11 @@ class FitConfig:
             benchmarks.accuracy``) it brings the default fit from δ1 0.941 / AbsRel 0.077 / 0.157
             slices to 0.957 / 0.069 / 0.148 (A's targets), but B from 0.404 to 0.456 slices, at 3x the
             time on a CPU (README, "The layered fit as a second stage").
+        retract_halos: after the sweep, give the pixels it put at a near surface's depth over a farther
+            surface beside it (its halo: the near surface's blur and the sweep's window reach that far,
+            :func:`focalstack.inference.halo.halo_radius_px`) the farther depth, where an image path
+            without an edge of the stacked AIF joins them to it
+            (:func:`focalstack.inference.halo.retract_near_halos`). Only with ``init="sweep"``.
     """
 
     iterations: int = 200
@@ -225,6 +230,7 @@ class FitConfig:
     residual_blur_min_noise: float = 0.005
     refine: Literal["none", "layered"] = "none"
     near_slice_when_pinned: bool = True
+    retract_halos: bool = True
 
     def __post_init__(self) -> None:
         if self.init not in ("sweep", "dff", "network", "constant"):
@@ -793,7 +799,25 @@ def _started(
             )
         full = {**full, "depth_range_m": working_range_m(full["focus_m"], cfg.margin)}
         start = _initial_depth_aif(stack, cfg, device, full, (start[1], None))
+    if uses_sweep and cfg.retract_halos:
+        start = (_halo_retracted(start[0], start[1], full, cfg), start[1])
     return full, camera, cfg, start
+
+
+def _halo_retracted(
+    depth: torch.Tensor, aif: torch.Tensor, full: dict[str, torch.Tensor], cfg: FitConfig
+) -> torch.Tensor:
+    """(H, W) the sweep's depth with near-surface halos retracted (``FitConfig.retract_halos``)."""
+    from focalstack.inference.halo import halo_radius_px, retract_near_halos
+
+    ends = full["depth_range_m"].view(1, 1, 2)
+    sigma = depth_to_sigma_px(
+        ends, full["focus_m"], full["focal_length_m"], full["f_number"], full["pixel_size_m"]
+    )
+    radius = halo_radius_px(float(sigma.max()), cfg.loss.sweep_window_px)
+    dioptres = 1.0 / full["focus_m"][0]
+    spacing = float((dioptres.max() - dioptres.min()) / (dioptres.numel() - 1))
+    return retract_near_halos(depth[None, None], aif[None], spacing, radius)[0, 0]
 
 
 def pinned_fraction(depth_m: torch.Tensor, depth_range_m: torch.Tensor, candidates: int) -> float:
