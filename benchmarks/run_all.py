@@ -247,6 +247,12 @@ STEPS = [
         "--starts",  # which part of the start limits B, both renderers, on B and Bsim (36 min)
         *("--out", "bench_out/start_ablation.json", "--md", "docs/results/start_ablation.md"),
     ],
+    [
+        "-m",
+        "benchmarks.edge_analysis",
+        "--objective",  # what the data term prefers at B's edges: truth, sweep, retracted start (3 min)
+        *("--out", "bench_out/edge_objective.json", "--md", "docs/results/edge_objective.md"),
+    ],
     ["-m", "benchmarks.range_coverage", "--sweep"],  # A's depth outside the working range (35 min)
     ["-m", "benchmarks.ablations"],
     ["-m", "benchmarks.holdout_real"],

@@ -19,9 +19,11 @@ from tests.inference.test_fit import synthetic_stack
 def test_fit_rows_each_undo_one_more_default() -> None:
     default = FitConfig(iterations=2)
     assert fit_config(2, FIT_ROWS["default"][1]) == default and default.aif_prior == "after"
-    assert default.noise_aware_aif and default.near_slice_when_pinned
+    assert default.noise_aware_aif and default.near_slice_when_pinned and default.retract_halos
+    kept = fit_config(2, FIT_ROWS["no-halo"][1])
+    assert kept == dataclasses.replace(default, retract_halos=False)
     ungated = fit_config(2, FIT_ROWS["no-near-slice-pinned"][1])
-    assert ungated == dataclasses.replace(default, near_slice_when_pinned=False)
+    assert ungated == dataclasses.replace(kept, near_slice_when_pinned=False)
     unfiltered = fit_config(2, FIT_ROWS["no-residual-blur"][1])
     assert unfiltered.loss == dataclasses.replace(default.loss, sweep_residual_blur_px=0.0)
     assert unfiltered == dataclasses.replace(ungated, loss=unfiltered.loss)
@@ -50,13 +52,14 @@ def test_fit_rows_each_undo_one_more_default() -> None:
     )
     assert FIT_ROWS["oracle-layered"][1] == FIT_ROWS["layered"][1]
     near = fit_config(2, FIT_ROWS["near-slice"][1])
+    # measured before the halo retraction was the default: it keeps it off
     assert near == dataclasses.replace(
-        default, loss=dataclasses.replace(default.loss, sweep_relative_beyond_focus=True)
+        kept, loss=dataclasses.replace(default.loss, sweep_relative_beyond_focus=True)
     )
     assert not default.loss.sweep_relative_beyond_focus
     assert fit_config(2, FIT_ROWS["refine-layered"][1]) == dataclasses.replace(default, refine="layered")
     assert not {"layered", "oracle-layered", "near-slice", "refine-layered"} & set(DEFAULT_FIT_ROWS)
-    assert "no-near-slice-pinned" in DEFAULT_FIT_ROWS
+    assert {"no-halo", "no-near-slice-pinned"} <= set(DEFAULT_FIT_ROWS)
     assert FIT_ROWS["default"][0].format(it=30) == "fit (30 it/scale)"
 
 
@@ -81,15 +84,16 @@ def test_ablation_sets_load_from_their_folders_and_get_few_fit_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A0 (A without sensor noise) is read from A0_test, Bsim (B through focalstack's own model) from Bsim;
-    both are scored with the default fit and the fit from the truth only; the other sets get every fit row."""
+    both are scored with the default fit, its latest ablation and the fit from the truth only; the other
+    sets get every fit row."""
     monkeypatch.setattr("benchmarks.accuracy.ANTINOUS", tmp_path / "no_shared")
     for folder in ("A_test", "Aprime_test", "A0_test", "Bsim"):
         synthetic_stack(size=32).save(tmp_path / folder / "s0")
     sets = load_test_sets(tmp_path, None)
     assert list(sets) == ["A", "A'", "A0", "Bsim"] and [s.name for s in sets["A0"]] == ["s0"]
     assert list(load_test_sets(tmp_path, None, ("A",))) == ["A"]
-    assert set_fit_rows("A0", list(FIT_ROWS)) == ["default", "oracle"]
-    assert set_fit_rows("Bsim", list(FIT_ROWS)) == ["default", "oracle"]
+    assert set_fit_rows("A0", list(FIT_ROWS)) == ["default", "no-halo", "oracle"]
+    assert set_fit_rows("Bsim", list(FIT_ROWS)) == ["default", "no-halo", "oracle"]
     assert set_fit_rows("A", list(FIT_ROWS)) == list(FIT_ROWS)
 
 
