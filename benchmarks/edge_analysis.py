@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
         run = objective_rows if args.objective else start_rows if args.starts else set_rows
         rows += run(FocalStack.load(folder), name, args.iterations, args.band_px)
     if args.objective:
-        return save_objective(args, rows)
+        return written(args, rows, objective_caption(args.band_px) + markdown_table(rows, OBJECTIVE_COLUMNS))
     what = (
         f"the default fit and the layered fit ({args.iterations} it/scale) from starts true in parts "
         "(every fit from the sweep's AIF)"
@@ -212,20 +212,22 @@ def main(argv: list[str] | None = None) -> dict:
         "share of the pixels; err: mean error; share: share of the total error; signed: median signed "
         "error (positive = too near).\n\n" + markdown_table(rows, COLUMNS)
     )
-    payload = {"machine": machine_info(), "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
-    save(args.out, args.md, payload, table)
-    return payload
+    return written(args, rows, table)
 
 
-def save_objective(args: argparse.Namespace, rows: list[dict]) -> dict:
-    """Write the --objective table."""
-    table = (
+def objective_caption(band_px: int) -> str:
+    """The --objective table's caption."""
+    return (
         "Re-rendering error of the occlusion-aware layered renderer (the fit's camera, PSF and linear "
         "light; squared sRGB error, mean over channels, summed over the slices, mean over the region's "
-        f"pixels) of the true depth and of the fit's starts, from the true AIF and from the sweep's; "
-        f"regions as in the edge analysis (edge: within {args.band_px} px of a depth edge). Lower is "
-        "what the fit's data term prefers.\n\n" + markdown_table(rows, OBJECTIVE_COLUMNS)
+        "pixels) of the true depth and of the fit's starts, from the true AIF and from the sweep's; "
+        f"regions as in the edge analysis (edge: within {band_px} px of a depth edge). Lower is "
+        "what the fit's data term prefers.\n\n"
     )
+
+
+def written(args: argparse.Namespace, rows: list[dict], table: str) -> dict:
+    """Save ``rows`` (JSON, with the machine and arguments) and ``table`` (markdown); return the payload."""
     payload = {"machine": machine_info(), "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
     save(args.out, args.md, payload, table)
     return payload

@@ -811,6 +811,7 @@ def _halo_retracted(
     depth: torch.Tensor, aif: torch.Tensor, full: dict[str, torch.Tensor], cfg: FitConfig
 ) -> torch.Tensor:
     """(H, W) the sweep's depth with near-surface halos retracted (``FitConfig.retract_halos``)."""
+    from focalstack.eval.metrics import mean_diopter_spacing
     from focalstack.inference.halo import halo_radius_px, retract_near_halos
 
     ends = full["depth_range_m"].view(1, 1, 2)
@@ -818,8 +819,7 @@ def _halo_retracted(
         ends, full["focus_m"], full["focal_length_m"], full["f_number"], full["pixel_size_m"]
     )
     radius = halo_radius_px(float(sigma.max()), cfg.loss.sweep_window_px)
-    dioptres = 1.0 / full["focus_m"][0]
-    spacing = float((dioptres.max() - dioptres.min()) / (dioptres.numel() - 1))
+    spacing = mean_diopter_spacing(full["focus_m"][0])
     return retract_near_halos(depth[None, None], aif[None], spacing, radius)[0, 0]
 
 
