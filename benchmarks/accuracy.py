@@ -48,7 +48,10 @@ Predictor = Callable[[FocalStack], tuple]
 SETS = ("A", "A'", "B", "A0", "Bsim")
 #: Ablation sets -> the only fit rows scored on them (no network rows): enough to show what noise (A0) or
 #: B's optics (Bsim) cost the default fit and the objective, and what the latest default change did there.
-ABLATION_SETS = {"A0": ("default", "no-halo", "oracle"), "Bsim": ("default", "no-halo", "oracle")}
+ABLATION_SETS = {
+    "A0": ("default", "no-halo", "oracle"),
+    "Bsim": ("default", "no-halo", "oracle", "layered-fill"),
+}
 
 
 def test_sets(
@@ -183,6 +186,9 @@ NEAR_SLICE_FIT = {"sweep_relative_beyond_focus": True, **NO_HALO_FIT}
 #: Not a default (3x the time, worse on B): a second stage, the layered fit started where the default fit
 #: ends (README, session 21).
 REFINE_LAYERED_FIT = {"refine": "layered"}
+#: Not a default (3-5x slower; better on B and Bsim, worse on A): the layered fit with each layer continued
+#: behind the clearly nearer pixels around it (``layered_fill_hidden``; README, session 25).
+LAYERED_FILL_FIT = {"render_mode": "layered", "layered_fill_hidden": True}
 ORACLE = "diagnostic: fit started from the truth (reads GT)"
 ORACLE_LAYERED = "diagnostic: fit with the layered renderer started from the truth (reads GT)"
 #: Rows started from the true depth and AIF: label -> the fit's changes.
@@ -197,6 +203,10 @@ FIT_ROWS = {
         NEAR_SLICE_FIT,
     ),
     "refine-layered": ("fit, then refined with the occlusion-aware layered renderer", REFINE_LAYERED_FIT),
+    "layered-fill": (
+        "fit with the layered renderer, hidden surfaces filled behind near edges",
+        LAYERED_FILL_FIT,
+    ),
     "coarse-steps": ("fit with {it} k² it at size 1/k (step_growth 2)", COARSE_STEPS_FIT),
     "no-halo": ("fit without retracting the sweep's near-surface halos", NO_HALO_FIT),
     "no-near-slice-pinned": (
@@ -215,7 +225,7 @@ FIT_ROWS = {
 }
 #: Rows run only when --fit-rows names them: the layered renderer's (several times slower), and the
 #: near-slice sweep's and the layered refinement's (added later, scored on A and B only).
-ASKED_FOR_BY_NAME = ("layered", "oracle-layered", "near-slice", "refine-layered")
+ASKED_FOR_BY_NAME = ("layered", "oracle-layered", "near-slice", "refine-layered", "layered-fill")
 #: The rows run without --fit-rows.
 DEFAULT_FIT_ROWS = [k for k in FIT_ROWS if k not in ASKED_FOR_BY_NAME]
 

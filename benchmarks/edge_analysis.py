@@ -19,7 +19,7 @@ as an analysis.
 
 With ``--objective`` it scores what the fit's data term prefers instead: the layered renderer's
 re-rendering error of the true depth, of the sweep's depth and of the default start (halos retracted),
-from the true AIF and from the sweep's, per region.
+from the true AIF and from the sweep's, per region, with and without ``LossConfig.layered_fill_hidden``.
 
 With ``--starts`` it asks which part of the start limits the fit instead: both fits (the default's
 per-pixel renderer and the occlusion-aware layered one, ``render_mode="layered"``) started from the
@@ -36,6 +36,7 @@ take the median.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -147,12 +148,15 @@ OBJECTIVE_STARTS = (
     ("the sweep's depth (halos kept)", {"retract_halos": False}),
     ("the default start (halos retracted)", {}),
 )
-OBJECTIVE_COLUMNS = ["set", "depth", "aif", "all", "edge", "flat", "rest"]
+#: --objective: (label, LossConfig.layered_fill_hidden) of the layered renderer's two ways at hidden surfaces.
+OBJECTIVE_RENDERERS = (("holes divided out", False), ("hidden surfaces filled", True))
+OBJECTIVE_COLUMNS = ["set", "renderer", "depth", "aif", "all", "edge", "flat", "rest"]
 
 
 def objective_rows(stack: FocalStack, name: str, iterations: int, band_px: int) -> list[dict]:
     """The layered renderer's squared re-rendering error (sRGB, mean over channels, summed over the
-    slices) of the true depth and of the fit's starts, per region, from the true AIF and the sweep's."""
+    slices) of the true depth and of the fit's starts, per region, from the true AIF and the sweep's,
+    with the renderer dividing out what a near edge's blur uncovers and with it filling that in."""
     from focalstack.inference.fit import _started
     from focalstack.losses.rendering import rerender_layered
 
@@ -162,13 +166,15 @@ def objective_rows(stack: FocalStack, name: str, iterations: int, band_px: int) 
         full, _, cfg, (depth, aif) = _started(stack, fit_config(iterations, changes), torch.device("cpu"))
         depths[label] = depth
     rows = []
-    for aif_label, source in (("true", stack.aif.to(aif)), ("the sweep's", aif)):
-        for label, depth in depths.items():
-            with torch.no_grad():
-                render = rerender_layered(source[None], full, depth[None, None].to(aif), cfg.loss)
-            error = (render - full["stack"])[0].square().mean(dim=1).sum(dim=0)
-            errors = {k: float(error[m].mean()) for k, m in masks.items()}
-            rows.append({"set": name, "depth": label, "aif": aif_label, **errors})
+    for renderer, fill in OBJECTIVE_RENDERERS:
+        loss = dataclasses.replace(cfg.loss, layered_fill_hidden=fill)
+        for aif_label, source in (("true", stack.aif.to(aif)), ("the sweep's", aif)):
+            for label, depth in depths.items():
+                with torch.no_grad():
+                    render = rerender_layered(source[None], full, depth[None, None].to(aif), loss)
+                error = (render - full["stack"])[0].square().mean(dim=1).sum(dim=0)
+                errors = {k: float(error[m].mean()) for k, m in masks.items()}
+                rows.append({"set": name, "renderer": renderer, "depth": label, "aif": aif_label, **errors})
     return rows
 
 
@@ -220,7 +226,10 @@ def objective_caption(band_px: int) -> str:
     return (
         "Re-rendering error of the occlusion-aware layered renderer (the fit's camera, PSF and linear "
         "light; squared sRGB error, mean over channels, summed over the slices, mean over the region's "
-        "pixels) of the true depth and of the fit's starts, from the true AIF and from the sweep's; "
+        "pixels) of the true depth and of the fit's starts, from the true AIF and from the sweep's, with "
+        "the renderer dividing out what a near surface's blurred edge uncovers of a farther one (holes "
+        "divided out, the fit's default) or continuing the farther one behind it (hidden surfaces filled, "
+        "LossConfig.layered_fill_hidden); "
         f"regions as in the edge analysis (edge: within {band_px} px of a depth edge). Lower is "
         "what the fit's data term prefers.\n\n"
     )

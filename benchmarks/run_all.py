@@ -82,6 +82,12 @@ STEPS = [
         *("--fit-only", "--fit-rows", "refine-layered", "--sets", "A", "B", "--merge"),
         *("--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"),
     ],
+    [  # the layered fit with hidden surfaces filled, on B, Bsim and A's test split (45 min)
+        "-m",
+        "benchmarks.accuracy",
+        *("--fit-only", "--fit-rows", "layered-fill", "--sets", "B", "Bsim", "A", "--merge"),
+        *("--train-minutes", "4", "--tta-minutes", "2", "--fit-iterations", "30"),
+    ],
     ["-m", "benchmarks.accuracy_figures"],
     ["-m", "benchmarks.fit_validation", "--from-truth"],  # the AIF-prior ablation on A train
     ["-m", "benchmarks.fit_validation", "--steps"],  # the step schedule on A train
@@ -250,7 +256,7 @@ STEPS = [
     [
         "-m",
         "benchmarks.edge_analysis",
-        "--objective",  # what the data term prefers at B's edges: truth, sweep, retracted start (3 min)
+        "--objective",  # what the data term prefers at B's edges: truth, sweep, retracted start (5 min)
         *("--out", "bench_out/edge_objective.json", "--md", "docs/results/edge_objective.md"),
     ],
     ["-m", "benchmarks.range_coverage", "--sweep"],  # A's depth outside the working range (35 min)

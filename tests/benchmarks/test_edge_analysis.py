@@ -85,7 +85,7 @@ def test_starts_mix_the_sweep_and_the_truth_along_the_band(tmp_path: Path) -> No
 
 @pytest.mark.usefixtures("small_noise_reference")
 def test_objective_scores_the_truth_and_both_starts_from_both_aifs(tmp_path: Path) -> None:
-    from benchmarks.edge_analysis import OBJECTIVE_COLUMNS
+    from benchmarks.edge_analysis import OBJECTIVE_COLUMNS, OBJECTIVE_RENDERERS
 
     stack = synthetic_stack(size=24, psf="disc")
     stack.save(tmp_path / "b")
@@ -93,7 +93,11 @@ def test_objective_scores_the_truth_and_both_starts_from_both_aifs(tmp_path: Pat
     args = ["--b", str(tmp_path / "b"), "--sets", "B", "--objective", "--band-px", "2", *files]
     rows = main(args)["rows"]
     depths = ["the true depth", "the sweep's depth (halos kept)", "the default start (halos retracted)"]
-    assert [(r["depth"], r["aif"]) for r in rows] == [(d, a) for a in ("true", "the sweep's") for d in depths]
+    renderers = [label for label, _ in OBJECTIVE_RENDERERS]
+    expected = [(f, d, a) for f in renderers for a in ("true", "the sweep's") for d in depths]
+    assert [(r["renderer"], r["depth"], r["aif"]) for r in rows] == expected
     assert all(set(r) == set(OBJECTIVE_COLUMNS) and r["all"] >= 0.0 for r in rows)
     # the stack was rendered per pixel, not layered, but from its own depth and AIF it is close
     assert rows[0]["all"] < rows[1]["all"]
+    assert rows[6]["all"] < rows[7]["all"]
+    assert rows[0]["all"] != rows[6]["all"]  # the fill changes the render

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -395,6 +396,26 @@ def test_layered_rerender_of_a_plane_is_the_per_pixel_render(linear_light: bool)
     inner = (slice(None),) * 3 + (slice(10, -10), slice(10, -10))
     assert out.shape == (2, len(FOCUS), 3, 48, 48)
     assert torch.allclose(out[inner], ref[inner], atol=1e-9)
+
+
+def test_layered_rerender_fills_hidden_surfaces_when_asked() -> None:
+    from focalstack.losses.rendering import rerender_layered
+    from focalstack.optics import render_layered
+
+    g = torch.Generator().manual_seed(2)
+    aif = torch.rand(1, 3, 32, 32, generator=g, dtype=torch.float64)
+    inputs = {k: v.double() for k, v in _inputs(torch.zeros(1, len(FOCUS), 3, 32, 32)).items()}
+    near, far = inputs["depth_range_m"][0].tolist()
+    depth = torch.full((1, 1, 32, 32), far, dtype=torch.float64)
+    depth[..., 8:24, 8:24] = near  # a near square over a far wall
+    layered = LossConfig(kernel_size=None, psf="disc", linear_light=False, render_mode="layered")
+    holed = rerender_layered(aif, inputs, depth, layered)
+    filled = rerender_layered(aif, inputs, depth, dataclasses.replace(layered, layered_fill_hidden=True))
+    assert (filled - holed).abs().max() > 1e-2
+    # the same layers as without the fill, each continued behind the square
+    with patch("focalstack.losses.rendering.render_layered", wraps=render_layered) as spy:
+        rerender_layered(aif, inputs, depth, dataclasses.replace(layered, layered_fill_hidden=True))
+    assert spy.call_args.kwargs["fill_hidden"] is True
 
 
 def test_layered_losses_give_every_input_a_gradient() -> None:

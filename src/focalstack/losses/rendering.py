@@ -100,7 +100,8 @@ def rerender_layered(
         inputs: ``batch["inputs"]``-style dict with the camera, ``focus_m`` (B, S) and ``depth_range_m``
             (B, 2) metres (near, far).
         depth_m: (B, 1, H, W) depth in metres.
-        cfg: renderer options (``psf``, ``linear_light``, ``layer_step_px``, ``max_layers``).
+        cfg: renderer options (``psf``, ``linear_light``, ``layer_step_px``, ``max_layers``,
+            ``layered_fill_hidden``).
         blur_scale: optional factor on every blur std, a scalar or (B,).
 
     Returns:
@@ -110,7 +111,10 @@ def rerender_layered(
     radius = 2.0 * _blur_over_range(inputs, diopter_range, 257, blur_scale).detach()  # a fine grid
     L = layer_count(float(radius.diff(dim=-1).abs().sum(dim=-1).max()), cfg.layer_step_px, cfg.max_layers)
     sigma = _blur_over_range(inputs, diopter_range, L, blur_scale)
-    render = render_layered(_source(aif, cfg), 1.0 / depth_m, diopter_range, sigma, psf=cfg.psf)
+    source = _source(aif, cfg)
+    render = render_layered(
+        source, 1.0 / depth_m, diopter_range, sigma, cfg.psf, fill_hidden=cfg.layered_fill_hidden
+    )
     return linear_to_srgb(render) if cfg.linear_light else render.clamp(0.0, 1.0)
 
 
