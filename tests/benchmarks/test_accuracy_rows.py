@@ -58,7 +58,9 @@ def test_fit_rows_each_undo_one_more_default() -> None:
     )
     assert not default.loss.sweep_relative_beyond_focus
     assert fit_config(2, FIT_ROWS["refine-layered"][1]) == dataclasses.replace(default, refine="layered")
-    assert not {"layered", "oracle-layered", "near-slice", "refine-layered"} & set(DEFAULT_FIT_ROWS)
+    by_name = {"layered", "oracle-layered", "near-slice", "refine-layered", "layered-fill"}
+    assert not by_name & set(DEFAULT_FIT_ROWS)
+    assert fit_config(2, FIT_ROWS["layered-fill"][1]).loss.layered_fill_hidden
     assert {"no-halo", "no-near-slice-pinned"} <= set(DEFAULT_FIT_ROWS)
     assert FIT_ROWS["default"][0].format(it=30) == "fit (30 it/scale)"
 
@@ -84,7 +86,8 @@ def test_ablation_sets_load_from_their_folders_and_get_few_fit_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A0 (A without sensor noise) is read from A0_test, Bsim (B through focalstack's own model) from Bsim;
-    both are scored with the default fit, its latest ablation and the fit from the truth only; the other
+    both are scored with the default fit, its latest ablation and the fit from the truth only (Bsim also
+    with the hidden-surface fill, when asked for by name); the other
     sets get every fit row."""
     monkeypatch.setattr("benchmarks.accuracy.ANTINOUS", tmp_path / "no_shared")
     for folder in ("A_test", "Aprime_test", "A0_test", "Bsim"):
@@ -93,7 +96,8 @@ def test_ablation_sets_load_from_their_folders_and_get_few_fit_rows(
     assert list(sets) == ["A", "A'", "A0", "Bsim"] and [s.name for s in sets["A0"]] == ["s0"]
     assert list(load_test_sets(tmp_path, None, ("A",))) == ["A"]
     assert set_fit_rows("A0", list(FIT_ROWS)) == ["default", "no-halo", "oracle"]
-    assert set_fit_rows("Bsim", list(FIT_ROWS)) == ["default", "no-halo", "oracle"]
+    assert set_fit_rows("Bsim", list(FIT_ROWS)) == ["default", "layered-fill", "no-halo", "oracle"]
+    assert set_fit_rows("Bsim", DEFAULT_FIT_ROWS) == ["default", "no-halo", "oracle"]  # the fill: by name
     assert set_fit_rows("A", list(FIT_ROWS)) == list(FIT_ROWS)
 
 
