@@ -172,7 +172,7 @@ def hidden_fill_layers(image: torch.Tensor, weights: torch.Tensor, reach_px: int
 def _box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
     """Mean of ``x`` (..., H, W) over (2 r + 1)^2 windows, borders replicated.
 
-    Running sums, not a convolution: the window spans the largest blur disc (about 50 px wide on test
+    Running sums, not a convolution: the window spans the largest blur disc (tens of pixels on test
     data B), where a convolution would cost its area per pixel and layer.
     """
     shape, k = x.shape, 2 * r + 1
