@@ -236,7 +236,7 @@ STEPS = [
         *("--out", "bench_out/fit_validation_near_slice_beyond.json"),
         *("--md", "docs/results/fit_validation_near_slice_beyond.md"),
     ],
-    [  # the halo retraction (the default since session 24) on A's train split [2::7] (10 min)
+    [  # the halo retraction (the default since session 24) on A's train split [2::7] (15 min)
         "-m",
         "benchmarks.fit_validation",
         *("--variant", "fit without the halo retraction (the default before session 24)"),
