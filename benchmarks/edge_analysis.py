@@ -143,11 +143,6 @@ def start_rows(stack: FocalStack, name: str, iterations: int, band_px: int) -> l
     return rows + [{"set": name, "estimate": label, **split_error(fit, stack, masks)}]
 
 
-#: --objective: (row label, fit changes of the start) of the depths whose re-rendering is scored.
-OBJECTIVE_STARTS = (
-    ("the sweep's depth (halos kept)", {"retract_halos": False}),
-    ("the default start (halos retracted)", {}),
-)
 #: --objective: (label, LossConfig.layered_fill_hidden) of the layered renderer's two ways at hidden surfaces.
 OBJECTIVE_RENDERERS = (("holes divided out", False), ("hidden surfaces filled", True))
 OBJECTIVE_COLUMNS = ["set", "renderer", "depth", "aif", "all", "edge", "flat", "rest"]
@@ -157,14 +152,18 @@ def objective_rows(stack: FocalStack, name: str, iterations: int, band_px: int) 
     """The layered renderer's squared re-rendering error (sRGB, mean over channels, summed over the
     slices) of the true depth and of the fit's starts, per region, from the true AIF and the sweep's,
     with the renderer dividing out what a near edge's blur uncovers and with it filling that in."""
-    from focalstack.inference.fit import _started
+    from focalstack.inference.fit import _halo_retracted, _started
     from focalstack.losses.rendering import rerender_layered
 
     masks = {"all": valid_mask(stack.depth_m), **regions(stack, band_px)}
-    depths = {"the true depth": true_start_depth(stack)}
-    for label, changes in OBJECTIVE_STARTS:
-        full, _, cfg, (depth, aif) = _started(stack, fit_config(iterations, changes), torch.device("cpu"))
-        depths[label] = depth
+    # one sweep; the default start is it with its halos retracted, as the fit does after the sweep
+    kept = fit_config(iterations, {"retract_halos": False})
+    full, _, cfg, (sweep, aif) = _started(stack, kept, torch.device("cpu"))
+    depths = {
+        "the true depth": true_start_depth(stack),
+        "the sweep's depth (halos kept)": sweep,
+        "the default start (halos retracted)": _halo_retracted(sweep, aif, full, cfg),
+    }
     rows = []
     for renderer, fill in OBJECTIVE_RENDERERS:
         loss = dataclasses.replace(cfg.loss, layered_fill_hidden=fill)

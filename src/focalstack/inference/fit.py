@@ -813,11 +813,9 @@ def _halo_retracted(
     """(H, W) the sweep's depth with near-surface halos retracted (``FitConfig.retract_halos``)."""
     from focalstack.eval.metrics import mean_diopter_spacing
     from focalstack.inference.halo import halo_radius_px, retract_near_halos
+    from focalstack.losses.rendering import blur_px
 
-    ends = full["depth_range_m"].view(1, 1, 2)
-    sigma = depth_to_sigma_px(
-        ends, full["focus_m"], full["focal_length_m"], full["f_number"], full["pixel_size_m"]
-    )
+    sigma = blur_px(full, full["depth_range_m"].view(1, 1, 1, 2))  # at both ends of the working range
     radius = halo_radius_px(float(sigma.max()), cfg.loss.sweep_window_px)
     spacing = mean_diopter_spacing(full["focus_m"][0])
     return retract_near_halos(depth[None, None], aif[None], spacing, radius)[0, 0]

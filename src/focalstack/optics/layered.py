@@ -95,9 +95,9 @@ def render_layered(
     weights = _layer_weights(diopter, diopter_range, L)  # (B, L, H, W)
     pad = _reach(sigma_px, psf)
     if fill_hidden:
-        layers = hidden_fill_layers(image, weights, math.ceil(2.0 * float(sigma_px.detach().max()) + 0.5))
-    else:  # (B, L, C + 1, H, W): premultiplied colour and weight of each layer
-        layers = torch.cat([image[:, None] * weights[:, :, None], weights[:, :, None]], dim=2)
+        layers = hidden_fill_layers(image, weights, _disc_radius_px(sigma_px))
+    else:
+        layers = _premultiplied(image, weights)
     mode = "reflect" if pad < min(H, W) else "replicate"
     padded = F.pad(layers.flatten(0, 1), (pad, pad, pad, pad), mode=mode)
     # zeros up to a fast FFT size: no kept pixel's PSF reaches them on the periodic grid
@@ -165,15 +165,21 @@ def hidden_fill_layers(image: torch.Tensor, weights: torch.Tensor, reach_px: int
     colour = _FILL_WIDE_WEIGHT * wide + near
     colour = colour[:, :, :C] / colour[:, :, C:].clamp_min(1e-6)
     opacity = (2.0 * wide[:, :, C:]).clamp(max=1.0)
-    own = torch.cat([image[:, None] * weights[:, :, None], weights[:, :, None]], dim=2)
-    return own + (occluder * opacity[:, :, 0])[:, :, None] * torch.cat([colour, torch.ones_like(opacity)], 2)
+    behind = (occluder * opacity[:, :, 0])[:, :, None] * torch.cat([colour, torch.ones_like(opacity)], 2)
+    return _premultiplied(image, weights) + behind
+
+
+def _premultiplied(image: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(B, L, C + 1, H, W) each layer's premultiplied colour and its weight."""
+    return torch.cat([image[:, None] * weights[:, :, None], weights[:, :, None]], dim=2)
 
 
 def _box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
     """Mean of ``x`` (..., H, W) over (2 r + 1)^2 windows, borders replicated.
 
     Running sums, not a convolution: the window spans the largest blur disc (tens of pixels on test
-    data B), where a convolution would cost its area per pixel and layer.
+    data B). kornia's separable ``box_blur`` gives the same means but took 3x as long at a 41 px
+    window on 44 layers of 256 x 256 (session 25), a quarter of a whole layered render.
     """
     shape, k = x.shape, 2 * r + 1
     x = F.pad(x.reshape(-1, 1, *shape[-2:]), (r + 1, r, r + 1, r), mode="replicate")
@@ -219,7 +225,12 @@ def _reach(sigma_px: torch.Tensor, psf: str) -> int:
     """Pixels beyond which every layer's PSF is zero (disc) or negligible (Gaussian: 6 sigma, where the
     mass left outside, about 1e-8, would wrap around the periodic FFT grid)."""
     top = float(sigma_px.detach().max())
-    return int(math.ceil(2.0 * top + 0.5) if psf == "disc" else math.ceil(6.0 * top)) + 1
+    return (_disc_radius_px(sigma_px) if psf == "disc" else math.ceil(6.0 * top)) + 1
+
+
+def _disc_radius_px(sigma_px: torch.Tensor) -> int:
+    """The largest disc's reach in whole pixels: radius ``2 sigma`` plus the antialiased half pixel."""
+    return math.ceil(2.0 * float(sigma_px.detach().max()) + 0.5)
 
 
 def _fft_size(n: int) -> int:
